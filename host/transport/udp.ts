@@ -1,0 +1,150 @@
+// The control-plane wire: UDP sockets between forwarding agents and service managers.
+// Several service messages may travel in one datagram, back to back (each carries its own total
+// length), so a burst of new flows costs a few syscalls instead of one per message. A queued
+// message is flushed at the end of the current event-loop turn or when the datagram is full.
+import dgram from 'node:dgram';
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export interface MulticastOptions {
+  group: string;
+  /** Local interface address used to join the group and to send to it (e.g. 127.0.0.1). */
+  interface: string;
+  ttl?: number;
+}
+
+export interface ControlSocketOptions {
+  bind: Endpoint;
+  /** Join this group on `interface` (receivers) and send multicast through it (senders). */
+  multicast?: MulticastOptions;
+  /** Allow several processes to bind the same port (multicast listeners). */
+  reuseAddr?: boolean;
+}
+
+export type DatagramHandler = (datagram: Buffer, from: Endpoint) => void;
+
+export class TransportError extends Error {
+  constructor(
+    readonly code: 'BIND_FAILED' | 'MESSAGE_TOO_LARGE' | 'CLOSED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'TransportError';
+  }
+}
+
+/** Largest datagram we build by coalescing; below 64 KiB so the protocol's limit always holds. */
+export const MAX_DATAGRAM = 60 * 1024;
+
+interface Pending {
+  to: Endpoint;
+  parts: Buffer[];
+  bytes: number;
+}
+
+export class ControlSocket {
+  private handler: DatagramHandler | null = null;
+  private readonly pending = new Map<string, Pending>();
+  private flushScheduled = false;
+  private closed = false;
+  /** Datagrams and bytes sent/received, for metrics. */
+  readonly stats = { datagramsOut: 0, datagramsIn: 0, bytesOut: 0, bytesIn: 0, sendErrors: 0 };
+
+  private constructor(
+    private readonly socket: dgram.Socket,
+    readonly local: Endpoint,
+  ) {
+    socket.on('message', (msg, rinfo) => {
+      this.stats.datagramsIn++;
+      this.stats.bytesIn += msg.length;
+      this.handler?.(msg, { address: rinfo.address, port: rinfo.port });
+    });
+    // A send error (e.g. ICMP port unreachable surfaced as ECONNREFUSED) must not kill the process.
+    socket.on('error', () => {
+      this.stats.sendErrors++;
+    });
+  }
+
+  static async open(opts: ControlSocketOptions): Promise<ControlSocket> {
+    const socket = dgram.createSocket({ type: 'udp4', reuseAddr: opts.reuseAddr ?? Boolean(opts.multicast) });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(new TransportError('BIND_FAILED', `cannot bind ${opts.bind.address}:${opts.bind.port}: ${err.message}`));
+      socket.once('error', onError);
+      socket.bind(opts.bind.port, opts.bind.address, () => {
+        socket.off('error', onError);
+        resolve();
+      });
+    });
+    if (opts.multicast) {
+      const m = opts.multicast;
+      socket.setMulticastInterface(m.interface);
+      socket.setMulticastLoopback(true);
+      socket.setMulticastTTL(m.ttl ?? 1);
+      if (opts.bind.address === '0.0.0.0' || opts.bind.address === m.group) socket.addMembership(m.group, m.interface);
+    }
+    socket.setRecvBufferSize(8 * 1024 * 1024);
+    socket.setSendBufferSize(8 * 1024 * 1024);
+    const addr = socket.address();
+    return new ControlSocket(socket, { address: addr.address, port: addr.port });
+  }
+
+  onDatagram(handler: DatagramHandler): void {
+    this.handler = handler;
+  }
+
+  /** Sends one datagram now. */
+  sendNow(datagram: Buffer, to: Endpoint): void {
+    if (this.closed) return;
+    if (datagram.length > 65507) throw new TransportError('MESSAGE_TOO_LARGE', `datagram of ${datagram.length} bytes`);
+    this.stats.datagramsOut++;
+    this.stats.bytesOut += datagram.length;
+    this.socket.send(datagram, to.port, to.address, (err) => {
+      if (err) this.stats.sendErrors++;
+    });
+  }
+
+  /** Queues a complete service message for `to`; messages to one endpoint share datagrams. */
+  send(message: Buffer, to: Endpoint): void {
+    if (this.closed) return;
+    const k = `${to.address}:${to.port}`;
+    let p = this.pending.get(k);
+    if (p && p.bytes + message.length > MAX_DATAGRAM) {
+      this.flushOne(p);
+      p = undefined;
+    }
+    if (!p) {
+      p = { to, parts: [], bytes: 0 };
+      this.pending.set(k, p);
+    }
+    p.parts.push(message);
+    p.bytes += message.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  flush(): void {
+    this.flushScheduled = false;
+    for (const p of this.pending.values()) this.flushOne(p);
+    this.pending.clear();
+  }
+
+  private flushOne(p: Pending): void {
+    if (p.parts.length === 0) return;
+    const datagram = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.bytes);
+    p.parts = [];
+    p.bytes = 0;
+    this.sendNow(datagram, p.to);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    await new Promise<void>((resolve) => this.socket.close(() => resolve()));
+  }
+}
