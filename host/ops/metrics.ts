@@ -1,0 +1,307 @@
+// Prometheus metrics for the agent and the managers.
+//
+// Invariants:
+// - One `Registry` per process (never prom-client's global one), so tests and several roles in one
+//   process do not collide.
+// - Names carry the `wasmlb_` prefix and base units (seconds, bytes); counters end in `_total`.
+// - Labels are low-cardinality: verdict, reason, table, role, state, vip, backend ("addr:port").
+//   Never a flow key, never a client address.
+// - Values that other objects already count (firmware counter array, manager tables) are *pulled* on
+//   scrape through plain getter callbacks: each getter runs at most once per scrape, never per packet.
+//   Only distributions (replication lag) are pushed, through the returned `observe…` functions.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Firmware counters are u64; plain numbers are accepted too. */
+export type Count = number | bigint;
+
+export interface CreateRegistryOptions {
+  /** Also export Node process metrics (CPU, memory, event loop lag) with the `wasmlb_` prefix. */
+  processMetrics?: boolean;
+}
+
+/** A fresh registry for one process. */
+export function createRegistry(opts: CreateRegistryOptions = {}): Registry {
+  const registry = new Registry();
+  if (opts.processMetrics === true) collectDefaultMetrics({ register: registry, prefix: 'wasmlb_' });
+  return registry;
+}
+
+/** `wasmlb_build_info{version,role} 1`; role is the process kind: "agent" or "manager". */
+export function buildInfo(registry: Registry, info: { version: string; role: string }): void {
+  const g = new Gauge({
+    name: 'wasmlb_build_info',
+    help: 'Build information; always 1.',
+    labelNames: ['version', 'role'] as const,
+    registers: [registry],
+  });
+  g.set({ version: info.version, role: info.role }, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent
+
+/** What the agent host reads from the firmware once per scrape. */
+export interface AgentSnapshot {
+  /** Packets and bytes per verdict (forward, to_manager, hold, copy, drop…). */
+  verdicts: Record<string, { packets: Count; bytes: Count }>;
+  /** Dropped packets per reason (malformed, ttl_expired, hold_overflow…). */
+  drops: Record<string, Count>;
+  /** Lookups that found no entry, per table ("fixed", "wildcard"). */
+  misses: Record<string, Count>;
+  fixedEntries: number;
+  fixedCapacity: number;
+  wildcardEntries: number;
+  wildcardCapacity: number;
+  /** Packets waiting in the host's hold queue for a manager's answer (optional). */
+  heldPackets?: number;
+  /** Every firmware counter by its name, exported raw as `wasmlb_agent_firmware_counter_total{counter}`. */
+  counters?: Record<string, Count>;
+}
+
+/**
+ * Registers the agent's metrics; `read` is called at most once per scrape.
+ *
+ * wasmlb_agent_packets_total{verdict}, wasmlb_agent_bytes_total{verdict},
+ * wasmlb_agent_drops_total{reason}, wasmlb_agent_table_misses_total{table},
+ * wasmlb_agent_table_entries{table}, wasmlb_agent_table_capacity{table},
+ * wasmlb_agent_held_packets, wasmlb_agent_firmware_counter_total{counter}.
+ */
+export function agentMetrics(registry: Registry, read: () => AgentSnapshot): void {
+  const snap = oncePerScrape(read);
+  counterFrom(registry, 'wasmlb_agent_packets_total', 'Packets processed by the firmware, by verdict.', ['verdict'], () =>
+    Object.entries(snap().verdicts).map(([verdict, v]) => [{ verdict }, v.packets]),
+  );
+  counterFrom(registry, 'wasmlb_agent_bytes_total', 'Bytes processed by the firmware, by verdict.', ['verdict'], () =>
+    Object.entries(snap().verdicts).map(([verdict, v]) => [{ verdict }, v.bytes]),
+  );
+  counterFrom(registry, 'wasmlb_agent_drops_total', 'Packets dropped, by reason.', ['reason'], () =>
+    Object.entries(snap().drops).map(([reason, n]) => [{ reason }, n]),
+  );
+  counterFrom(registry, 'wasmlb_agent_table_misses_total', 'Lookups that found no entry, by table.', ['table'], () =>
+    Object.entries(snap().misses).map(([table, n]) => [{ table }, n]),
+  );
+  gaugeFrom(registry, 'wasmlb_agent_table_entries', 'Entries in use, by affinity table.', ['table'], () => {
+    const s = snap();
+    return [
+      [{ table: 'fixed' }, s.fixedEntries],
+      [{ table: 'wildcard' }, s.wildcardEntries],
+    ];
+  });
+  gaugeFrom(registry, 'wasmlb_agent_table_capacity', 'Capacity fixed at init, by affinity table.', ['table'], () => {
+    const s = snap();
+    return [
+      [{ table: 'fixed' }, s.fixedCapacity],
+      [{ table: 'wildcard' }, s.wildcardCapacity],
+    ];
+  });
+  gaugeFrom(registry, 'wasmlb_agent_held_packets', 'Packets held while waiting for a manager.', [], () => {
+    const n = snap().heldPackets;
+    return n === undefined ? [] : [[{}, n]];
+  });
+  counterFrom(
+    registry,
+    'wasmlb_agent_firmware_counter_total',
+    'Every firmware counter, raw, by its name in the counter array.',
+    ['counter'],
+    () => Object.entries(snap().counters ?? {}).map(([counter, n]) => [{ counter }, n]),
+  );
+}
+
+/**
+ * Splits a flat, named firmware counter array by naming convention:
+ * `<verdict>_packets`, `<verdict>_bytes`, `drop_<reason>`, `miss_<table>`. Other names are ignored
+ * (they still appear raw when passed as `counters`).
+ */
+export function splitFirmwareCounters(
+  counters: Record<string, Count>,
+): Pick<AgentSnapshot, 'verdicts' | 'drops' | 'misses'> {
+  const verdicts: AgentSnapshot['verdicts'] = {};
+  const drops: AgentSnapshot['drops'] = {};
+  const misses: AgentSnapshot['misses'] = {};
+  for (const [name, n] of Object.entries(counters)) {
+    let m: RegExpExecArray | null;
+    if ((m = /^drop_(.+)$/.exec(name))) drops[m[1]!] = n;
+    else if ((m = /^miss_(.+)$/.exec(name))) misses[m[1]!] = n;
+    else if ((m = /^(.+)_(packets|bytes)$/.exec(name))) {
+      const v = (verdicts[m[1]!] ??= { packets: 0, bytes: 0 });
+      v[m[2] as 'packets' | 'bytes'] = n;
+    }
+  }
+  return { verdicts, drops, misses };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Manager
+
+export interface BackendSnapshot {
+  vip: string; // "addr:port"
+  backend: string; // "addr:port"
+  healthy: boolean;
+  /** Fixed affinities currently pointing at this backend. */
+  flows: number;
+  packets: Count;
+  bytes: Count;
+}
+
+/** States a resync goes through; other strings are accepted and exported as they are. */
+export const RESYNC_STATES = ['idle', 'requested', 'receiving', 'complete', 'failed'] as const;
+/** Manager roles; other strings are accepted and exported as they are. */
+export const MANAGER_ROLES = ['primary', 'backup'] as const;
+
+export interface ManagerSnapshot {
+  role: string;
+  epoch: number;
+  backends: BackendSnapshot[];
+  replication: { sent: Count; acked: Count; resent: Count; resyncState: string };
+  takeovers: { total: Count; lastSeconds: number | null };
+}
+
+export interface ManagerMetrics {
+  /** Time from a replication message's send to its acknowledgement (or its arrival, on the backup). */
+  observeReplicationLag(seconds: number): void;
+}
+
+/**
+ * Registers a manager's metrics; `read` is called at most once per scrape.
+ *
+ * wasmlb_backend_flows{vip,backend}, wasmlb_backend_up{vip,backend},
+ * wasmlb_backend_packets_total{vip,backend}, wasmlb_backend_bytes_total{vip,backend},
+ * wasmlb_replication_messages_sent_total, …_acked_total, …_resent_total,
+ * wasmlb_replication_lag_seconds (histogram), wasmlb_resync_state{state},
+ * wasmlb_manager_role{role}, wasmlb_manager_epoch, wasmlb_takeovers_total,
+ * wasmlb_last_takeover_duration_seconds.
+ */
+export function managerMetrics(registry: Registry, read: () => ManagerSnapshot): ManagerMetrics {
+  const snap = oncePerScrape(read);
+  const backendLabels = ['vip', 'backend'] as const;
+  const perBackend = (pick: (b: BackendSnapshot) => Count): Sample[] =>
+    snap().backends.map((b) => [{ vip: b.vip, backend: b.backend }, pick(b)]);
+
+  gaugeFrom(registry, 'wasmlb_backend_flows', 'Flows (fixed affinities) assigned to a backend.', backendLabels, () =>
+    perBackend((b) => b.flows),
+  );
+  gaugeFrom(registry, 'wasmlb_backend_up', '1 if the backend passes its health check, else 0.', backendLabels, () =>
+    perBackend((b) => (b.healthy ? 1 : 0)),
+  );
+  counterFrom(registry, 'wasmlb_backend_packets_total', 'Packets forwarded to a backend.', backendLabels, () =>
+    perBackend((b) => b.packets),
+  );
+  counterFrom(registry, 'wasmlb_backend_bytes_total', 'Bytes forwarded to a backend.', backendLabels, () =>
+    perBackend((b) => b.bytes),
+  );
+  counterFrom(registry, 'wasmlb_replication_messages_sent_total', 'Replication messages sent to backups.', [], () => [
+    [{}, snap().replication.sent],
+  ]);
+  counterFrom(registry, 'wasmlb_replication_messages_acked_total', 'Replication messages acknowledged.', [], () => [
+    [{}, snap().replication.acked],
+  ]);
+  counterFrom(registry, 'wasmlb_replication_messages_resent_total', 'Replication messages resent after a loss.', [], () => [
+    [{}, snap().replication.resent],
+  ]);
+  gaugeFrom(registry, 'wasmlb_resync_state', '1 for the current bulk resync state, 0 for the others.', ['state'], () =>
+    oneHot(RESYNC_STATES, snap().replication.resyncState).map(([state, v]) => [{ state }, v]),
+  );
+  gaugeFrom(registry, 'wasmlb_manager_role', '1 for the current role, 0 for the others.', ['role'], () =>
+    oneHot(MANAGER_ROLES, snap().role).map(([role, v]) => [{ role }, v]),
+  );
+  gaugeFrom(registry, 'wasmlb_manager_epoch', 'Epoch of the current role (grows at every takeover).', [], () => [
+    [{}, snap().epoch],
+  ]);
+  counterFrom(registry, 'wasmlb_takeovers_total', 'Takeovers this manager performed.', [], () => [
+    [{}, snap().takeovers.total],
+  ]);
+  gaugeFrom(
+    registry,
+    'wasmlb_last_takeover_duration_seconds',
+    'Duration of the last takeover, from the primary declared dead to all agents updated (0 if none).',
+    [],
+    () => [[{}, snap().takeovers.lastSeconds ?? 0]],
+  );
+  const lag = new Histogram({
+    name: 'wasmlb_replication_lag_seconds',
+    help: 'Delay between sending a replication message and its acknowledgement.',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+    registers: [registry],
+  });
+  return {
+    observeReplicationLag(seconds: number): void {
+      if (Number.isFinite(seconds) && seconds >= 0) lag.observe(seconds);
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+type Labels = Record<string, string>;
+type Sample = readonly [Labels, Count];
+
+/**
+ * Wraps a getter so that all the metrics of one scrape share one call. prom-client starts every
+ * metric's collect() synchronously inside one `metrics()` call, so the value is kept until the
+ * microtask queue runs, i.e. for exactly one scrape.
+ */
+function oncePerScrape<T>(read: () => T): () => T {
+  let cached: { value: T } | null = null;
+  return () => {
+    if (cached === null) {
+      cached = { value: read() };
+      queueMicrotask(() => {
+        cached = null;
+      });
+    }
+    return cached.value;
+  };
+}
+
+function toNumber(n: Count): number {
+  return typeof n === 'bigint' ? Number(n) : n;
+}
+
+function oneHot(known: readonly string[], current: string): Array<[string, number]> {
+  const all = known.includes(current) ? known : [...known, current];
+  return all.map((s) => [s, s === current ? 1 : 0]);
+}
+
+function counterFrom(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly string[],
+  samples: () => readonly Sample[],
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(): void {
+      const list = samples();
+      this.reset();
+      for (const [labels, n] of list) {
+        const v = toNumber(n);
+        if (v >= 0) this.inc(labels, v);
+      }
+    },
+  });
+}
+
+function gaugeFrom(
+  registry: Registry,
+  name: string,
+  help: string,
+  labelNames: readonly string[],
+  samples: () => readonly Sample[],
+): void {
+  new Gauge({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(): void {
+      const list = samples();
+      this.reset();
+      for (const [labels, n] of list) this.set(labels, toNumber(n));
+    },
+  });
+}
