@@ -1,0 +1,479 @@
+// The manager's fixed affinity store: one record per flow, reachable by the affinity key of either
+// direction (client → VIP, and backend → client), with the timers of the design.
+//
+// Timers (defaults from DESIGN.md, all configurable):
+//   agent fixed TTL           10 s   the TTL sent to the agent with every fixed affinity
+//   manager expiry            agent TTL + 4 s, so the agent always forgets first and asks again
+//   backup expiry             the primary's remaining expiry + 0.5 s (replication delay)
+//   sticky after FIN/RST      2 s on the agent (+ the same 4 s slack here), so the final ACK/RST
+//                             still reaches the same backend
+//
+// Invariants:
+//   - Both directions of a flow map to the same record; a record is in the index under exactly
+//     its two keys and in the expiry heap exactly once (heapIndex), until it expires or is removed.
+//   - Expiry is an indexed binary min-heap on expiresAt: renew and close move one record in
+//     O(log n); `expire(now)` pops only what is due. No per-tick scan, so 1M flows cost nothing
+//     while idle.
+//   - Time comes from the injected clock (`now()`, milliseconds), never from Date directly.
+//   - `version` grows on every change a primary makes (create, renew, close) and is carried by
+//     replication: a backup keeps the highest version it has seen of a key, so a late, older
+//     replication never overwrites a newer one. A backup's clock follows the highest version it
+//     has seen, so after takeover its own changes are newer than anything the old primary sent
+//     (an old primary returns as backup and resyncs before it may lead again).
+
+import type { Backend, FlowKey } from './decision.ts';
+
+export type ForwardingMode = 'nat' | 'dispatch';
+export type FlowState = 'active' | 'closing';
+export type CloseReason = 'fin' | 'rst';
+
+export interface StoreTimers {
+  /** TTL the agent gets with each fixed affinity (ms). */
+  readonly agentFixedTtlMs: number;
+  /** Manager expiry = agent TTL + this (ms). */
+  readonly expirySlackMs: number;
+  /** Backup expiry = primary's remaining expiry + this (ms). */
+  readonly backupSlackMs: number;
+  /** Agent TTL after FIN/RST (ms); the manager keeps the flow expirySlackMs longer. */
+  readonly stickyMs: number;
+}
+
+export const DEFAULT_STORE_TIMERS: StoreTimers = {
+  agentFixedTtlMs: 10_000,
+  expirySlackMs: 4_000,
+  backupSlackMs: 500,
+  stickyMs: 2_000,
+};
+
+/** A flow as the store holds it. Fields other than state/expiry/version never change. */
+export interface AffinityFlow {
+  readonly proto: number;
+  readonly clientIp: number;
+  readonly clientPort: number;
+  readonly vipIp: number;
+  readonly vipPort: number;
+  readonly backend: Backend;
+  readonly mode: ForwardingMode;
+  /** Identity of the manager that placed the flow (changes only on takeover, see adoptAll). */
+  readonly owner: string;
+  readonly state: FlowState;
+  /** Manager expiry on the store's clock (ms). */
+  readonly expiresAt: number;
+  readonly version: number;
+  readonly createdAt: number;
+}
+
+/** One direction's fixed affinity: the key the agent matches and what it does to the packet. */
+export interface DirectionAffinity {
+  readonly key: FlowKey;
+  /** NAT rewrite (new source and/or destination); null when the packet is not rewritten. */
+  readonly rewrite: {
+    readonly srcIp?: number;
+    readonly srcPort?: number;
+    readonly dstIp?: number;
+    readonly dstPort?: number;
+  } | null;
+  /** Dispatch mode: forward unchanged to this next hop (the backend). */
+  readonly dispatchTo: number | null;
+}
+
+export interface FlowAffinities {
+  /** client → VIP: DNAT to the backend (nat) or dispatch to the backend (dispatch). */
+  readonly toBackend: DirectionAffinity;
+  /** return traffic: backend → client, SNAT back to the VIP (nat); VIP → client untouched (dispatch). */
+  readonly toClient: DirectionAffinity;
+}
+
+/** Something the caller must (re-)send to the agent: both fixed affinities of a flow with a TTL. */
+export interface AffinityUpdate {
+  readonly flow: AffinityFlow;
+  readonly agentTtlMs: number;
+}
+
+export interface NewFlow {
+  /** The first packet's key, client → VIP. */
+  readonly key: FlowKey;
+  readonly backend: Backend;
+  readonly mode: ForwardingMode;
+  readonly owner: string;
+}
+
+/** A flow as replication carries it (the primary's record; its expiry travels as remaining TTL). */
+export interface ReplicatedAffinity {
+  readonly proto: number;
+  readonly clientIp: number;
+  readonly clientPort: number;
+  readonly vipIp: number;
+  readonly vipPort: number;
+  readonly backend: Backend;
+  readonly mode: ForwardingMode;
+  readonly owner: string;
+  readonly state: FlowState;
+  readonly version: number;
+}
+
+export type ReplicationOutcome = 'inserted' | 'updated' | 'stale' | 'removed' | 'absent';
+
+export interface AffinityStoreOptions {
+  readonly now: () => number;
+  readonly timers?: Partial<StoreTimers>;
+}
+
+export class StoreError extends Error {
+  readonly code: 'BAD_TIMER' | 'KEY_CONFLICT';
+  constructor(code: StoreError['code'], message: string) {
+    super(message);
+    this.name = 'StoreError';
+    this.code = code;
+  }
+}
+
+/** Compact Map key for an affinity key: 7 UTF-16 code units, 104 bits, no collisions. */
+export function affinityKeyId(proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number): string {
+  return String.fromCharCode(proto, srcIp >>> 16, srcIp & 0xffff, srcPort, dstIp >>> 16, dstIp & 0xffff, dstPort);
+}
+
+function keyIdOf(key: FlowKey): string {
+  return affinityKeyId(key.proto, key.srcIp, key.srcPort, key.dstIp, key.dstPort);
+}
+
+/** The two fixed affinities of a flow, derived from the record (the NAT data). */
+export function flowAffinities(flow: AffinityFlow): FlowAffinities {
+  const b = flow.backend;
+  if (flow.mode === 'nat') {
+    return {
+      toBackend: {
+        key: { proto: flow.proto, srcIp: flow.clientIp, srcPort: flow.clientPort, dstIp: flow.vipIp, dstPort: flow.vipPort },
+        rewrite: { dstIp: b.ip, dstPort: b.port },
+        dispatchTo: null,
+      },
+      toClient: {
+        key: { proto: flow.proto, srcIp: b.ip, srcPort: b.port, dstIp: flow.clientIp, dstPort: flow.clientPort },
+        rewrite: { srcIp: flow.vipIp, srcPort: flow.vipPort },
+        dispatchTo: null,
+      },
+    };
+  }
+  return {
+    toBackend: {
+      key: { proto: flow.proto, srcIp: flow.clientIp, srcPort: flow.clientPort, dstIp: flow.vipIp, dstPort: flow.vipPort },
+      rewrite: null,
+      dispatchTo: b.ip,
+    },
+    toClient: {
+      key: { proto: flow.proto, srcIp: flow.vipIp, srcPort: flow.vipPort, dstIp: flow.clientIp, dstPort: flow.clientPort },
+      rewrite: null,
+      dispatchTo: null,
+    },
+  };
+}
+
+class FlowRecord implements AffinityFlow {
+  state: FlowState;
+  expiresAt: number;
+  version: number;
+  owner: string;
+  backend: Backend;
+  heapIndex = -1;
+  readonly forwardId: string;
+  readonly reverseId: string;
+
+  constructor(
+    readonly proto: number,
+    readonly clientIp: number,
+    readonly clientPort: number,
+    readonly vipIp: number,
+    readonly vipPort: number,
+    backend: Backend,
+    readonly mode: ForwardingMode,
+    owner: string,
+    state: FlowState,
+    expiresAt: number,
+    version: number,
+    readonly createdAt: number,
+  ) {
+    this.backend = backend;
+    this.owner = owner;
+    this.state = state;
+    this.expiresAt = expiresAt;
+    this.version = version;
+    this.forwardId = affinityKeyId(proto, clientIp, clientPort, vipIp, vipPort);
+    this.reverseId =
+      mode === 'nat'
+        ? affinityKeyId(proto, backend.ip, backend.port, clientIp, clientPort)
+        : affinityKeyId(proto, vipIp, vipPort, clientIp, clientPort);
+  }
+}
+
+export class AffinityStore {
+  readonly timers: StoreTimers;
+  private readonly now: () => number;
+  private readonly index = new Map<string, FlowRecord>();
+  private readonly heap: FlowRecord[] = [];
+  private readonly perBackend = new Map<string, number>();
+  private versionClock = 0;
+
+  constructor(options: AffinityStoreOptions) {
+    this.now = options.now;
+    this.timers = { ...DEFAULT_STORE_TIMERS, ...options.timers };
+    for (const [name, value] of Object.entries(this.timers)) {
+      if (!Number.isFinite(value) || value < 0) throw new StoreError('BAD_TIMER', `timer ${name} must be ≥ 0 ms`);
+    }
+    if (this.timers.agentFixedTtlMs <= 0) throw new StoreError('BAD_TIMER', 'agentFixedTtlMs must be > 0');
+  }
+
+  /** Number of flows held. */
+  get size(): number {
+    return this.heap.length;
+  }
+
+  /** The flow owning this affinity key (either direction), if any. */
+  lookup(key: FlowKey): AffinityFlow | undefined {
+    return this.index.get(keyIdOf(key));
+  }
+
+  /**
+   * Records a new flow decided by this manager (client → VIP key, chosen backend). When the key
+   * already belongs to a flow (duplicate SYN, retransmit, another UDP datagram), nothing changes
+   * and the existing flow comes back with created = false: the caller re-sends it, not a new pick.
+   */
+  insert(flow: NewFlow): { readonly flow: AffinityFlow; readonly created: boolean; readonly update: AffinityUpdate } {
+    const existing = this.index.get(keyIdOf(flow.key));
+    if (existing) return { flow: existing, created: false, update: this.resendOf(existing) };
+    const now = this.now();
+    const record = new FlowRecord(
+      flow.key.proto,
+      flow.key.srcIp,
+      flow.key.srcPort,
+      flow.key.dstIp,
+      flow.key.dstPort,
+      flow.backend,
+      flow.mode,
+      flow.owner,
+      'active',
+      now + this.timers.agentFixedTtlMs + this.timers.expirySlackMs,
+      ++this.versionClock,
+      now,
+    );
+    const clash = this.index.get(record.reverseId);
+    if (clash) {
+      // The return key is held by another flow: the same backend address:port already talks to
+      // this client address:port. Refuse rather than corrupt the other flow.
+      throw new StoreError('KEY_CONFLICT', `return affinity of ${flow.backend.id} already belongs to another flow`);
+    }
+    this.add(record);
+    return { flow: record, created: true, update: { flow: record, agentTtlMs: this.timers.agentFixedTtlMs } };
+  }
+
+  /**
+   * Interest match (renewal, or any packet the agent reported) on an active flow: extends the
+   * manager expiry and returns the update to re-send with a fresh agent TTL. On a closing flow the
+   * expiry is not extended; the update carries the remaining sticky time. Unknown key: null.
+   */
+  renew(key: FlowKey): AffinityUpdate | null {
+    const record = this.index.get(keyIdOf(key));
+    if (!record) return null;
+    if (record.state === 'closing') return this.resendOf(record);
+    record.expiresAt = this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs;
+    record.version = ++this.versionClock;
+    this.siftDown(record.heapIndex);
+    return { flow: record, agentTtlMs: this.timers.agentFixedTtlMs };
+  }
+
+  /**
+   * FIN or RST interest match: the flow becomes closing and lives for the sticky time on the
+   * agent (plus the slack here). A second FIN/RST never extends it. Unknown key: null.
+   */
+  close(key: FlowKey, _reason: CloseReason): AffinityUpdate | null {
+    const record = this.index.get(keyIdOf(key));
+    if (!record) return null;
+    if (record.state === 'closing') return this.resendOf(record);
+    const expiresAt = this.now() + this.timers.stickyMs + this.timers.expirySlackMs;
+    record.state = 'closing';
+    record.version = ++this.versionClock;
+    if (expiresAt < record.expiresAt) {
+      record.expiresAt = expiresAt;
+      this.siftUp(record.heapIndex);
+    }
+    return this.resendOf(record);
+  }
+
+  /** Removes a flow now (e.g. the agent denied it). Returns it so the balancer count goes down. */
+  remove(key: FlowKey): AffinityFlow | undefined {
+    const record = this.index.get(keyIdOf(key));
+    if (!record) return undefined;
+    this.delete(record);
+    return record;
+  }
+
+  /**
+   * Removes every flow whose expiry is ≤ now (at most `limit`) and returns them, earliest first,
+   * so the caller can end them on its balancer and stop tracking them.
+   */
+  expire(now: number = this.now(), limit = Number.POSITIVE_INFINITY): AffinityFlow[] {
+    const out: AffinityFlow[] = [];
+    while (this.heap.length > 0 && out.length < limit) {
+      const top = this.heap[0]!;
+      if (top.expiresAt > now) break;
+      this.delete(top);
+      out.push(top);
+    }
+    return out;
+  }
+
+  /** Earliest expiry in the store (to arm one timer), or undefined when empty. */
+  nextExpiry(): number | undefined {
+    return this.heap.length > 0 ? this.heap[0]!.expiresAt : undefined;
+  }
+
+  /** Time until the manager forgets this flow (ms, ≥ 0): what replication carries. */
+  remainingTtl(flow: AffinityFlow): number {
+    return Math.max(0, flow.expiresAt - this.now());
+  }
+
+  /** Every live flow, for periodic replication refresh and bulk resync. */
+  entries(): IterableIterator<AffinityFlow> {
+    return this.heap.values();
+  }
+
+  /**
+   * Backup side of replication. Stores (or replaces) the flow with expiry = now + remaining TTL +
+   * backup slack. A replication older than what is held (lower version) is ignored ('stale'); a
+   * remaining TTL ≤ 0 removes the flow ('removed', or 'absent' when it was not held). The
+   * wildcard filter (store only what a held wildcard matches) is the caller's.
+   */
+  upsertReplicated(entry: ReplicatedAffinity, remainingTtlMs: number): ReplicationOutcome {
+    if (entry.version > this.versionClock) this.versionClock = entry.version;
+    const forwardId = affinityKeyId(entry.proto, entry.clientIp, entry.clientPort, entry.vipIp, entry.vipPort);
+    const existing = this.index.get(forwardId);
+    if (existing && existing.version > entry.version) return 'stale';
+    if (remainingTtlMs <= 0) {
+      if (!existing) return 'absent';
+      this.delete(existing);
+      return 'removed';
+    }
+    const expiresAt = this.now() + remainingTtlMs + this.timers.backupSlackMs;
+    if (existing && existing.backend.id === entry.backend.id && existing.mode === entry.mode) {
+      existing.state = entry.state;
+      existing.version = entry.version;
+      existing.owner = entry.owner;
+      const before = existing.expiresAt;
+      existing.expiresAt = expiresAt;
+      if (expiresAt > before) this.siftDown(existing.heapIndex);
+      else this.siftUp(existing.heapIndex);
+      return 'updated';
+    }
+    if (existing) this.delete(existing);
+    const record = new FlowRecord(
+      entry.proto,
+      entry.clientIp,
+      entry.clientPort,
+      entry.vipIp,
+      entry.vipPort,
+      entry.backend,
+      entry.mode,
+      entry.owner,
+      entry.state,
+      expiresAt,
+      entry.version,
+      this.now(),
+    );
+    const clash = this.index.get(record.reverseId);
+    if (clash) this.delete(clash); // the primary's view wins: it gave the return key to this flow
+    this.add(record);
+    return existing ? 'updated' : 'inserted';
+  }
+
+  /** Takeover: this manager now owns every flow it holds. Returns how many changed owner. */
+  adoptAll(owner: string): number {
+    let changed = 0;
+    for (const record of this.heap) {
+      if (record.owner !== owner) {
+        record.owner = owner;
+        record.version = ++this.versionClock;
+        changed++;
+      }
+    }
+    return changed;
+  }
+
+  /** Live flows per backend id (for metrics and the summary). */
+  flowsPerBackend(): ReadonlyMap<string, number> {
+    return this.perBackend;
+  }
+
+  /** Highest version issued or seen; a new primary continues above it. */
+  get currentVersion(): number {
+    return this.versionClock;
+  }
+
+  // -------------------------------------------------------------------------------------------
+
+  private resendOf(record: FlowRecord): AffinityUpdate {
+    // The agent forgets expirySlackMs before the manager does, in both states.
+    const ttl = Math.max(0, Math.min(this.timers.agentFixedTtlMs, record.expiresAt - this.now() - this.timers.expirySlackMs));
+    return { flow: record, agentTtlMs: ttl };
+  }
+
+  private add(record: FlowRecord): void {
+    this.index.set(record.forwardId, record);
+    this.index.set(record.reverseId, record);
+    record.heapIndex = this.heap.length;
+    this.heap.push(record);
+    this.siftUp(record.heapIndex);
+    const id = record.backend.id;
+    this.perBackend.set(id, (this.perBackend.get(id) ?? 0) + 1);
+  }
+
+  private delete(record: FlowRecord): void {
+    if (this.index.get(record.forwardId) === record) this.index.delete(record.forwardId);
+    if (this.index.get(record.reverseId) === record) this.index.delete(record.reverseId);
+    const i = record.heapIndex;
+    const last = this.heap.pop()!;
+    if (last !== record) {
+      this.heap[i] = last;
+      last.heapIndex = i;
+      this.siftDown(i);
+      this.siftUp(last.heapIndex);
+    }
+    record.heapIndex = -1;
+    const id = record.backend.id;
+    const n = (this.perBackend.get(id) ?? 1) - 1;
+    if (n > 0) this.perBackend.set(id, n);
+    else this.perBackend.delete(id);
+  }
+
+  private siftUp(i: number): void {
+    const heap = this.heap;
+    const item = heap[i]!;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      const p = heap[parent]!;
+      if (p.expiresAt <= item.expiresAt) break;
+      heap[i] = p;
+      p.heapIndex = i;
+      i = parent;
+    }
+    heap[i] = item;
+    item.heapIndex = i;
+  }
+
+  private siftDown(i: number): void {
+    const heap = this.heap;
+    const n = heap.length;
+    const item = heap[i]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= n) break;
+      const r = l + 1;
+      const c = r < n && heap[r]!.expiresAt < heap[l]!.expiresAt ? r : l;
+      const child = heap[c]!;
+      if (child.expiresAt >= item.expiresAt) break;
+      heap[i] = child;
+      child.heapIndex = i;
+      i = c;
+    }
+    heap[i] = item;
+    item.heapIndex = i;
+  }
+}
