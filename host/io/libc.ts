@@ -1,0 +1,75 @@
+// The few libc calls the TUN device needs, bound once with koffi. Nothing here allocates per call except
+// the subarray a caller passes as a buffer; every call returns the raw result and leaves errno to `errno()`.
+//
+// Linux x86_64/aarch64 only: the constants below are the generic Linux ABI values (asm-generic), which both
+// share. Loading this module on another OS throws a TunError('TUN_UNAVAILABLE') from `libc()`.
+
+import koffi from 'koffi';
+
+export const O_RDWR = 0o2;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+
+/** _IOW('T', 202, int): attach this fd to a TUN/TAP device (creates it if missing). */
+export const TUNSETIFF = 0x400454ca;
+/** _IOR('T', 210, unsigned int): which IFF_* flags the driver supports. */
+export const TUNGETFEATURES = 0x800454cf;
+export const IFF_TUN = 0x0001;
+export const IFF_NO_PI = 0x1000;
+export const IFF_MULTI_QUEUE = 0x0100;
+/** struct ifreq is 40 bytes on 64-bit Linux: char ifr_name[16]; union { short ifr_flags; ... } (24 bytes). */
+export const IFREQ_SIZE = 40;
+export const IFNAMSIZ = 16;
+export const CLONE_NEWNET = 0x40000000;
+
+export interface Libc {
+  open(path: string, flags: number): number;
+  close(fd: number): number;
+  ioctl(fd: number, request: number, arg: Uint8Array): number;
+  read(fd: number, buf: Uint8Array, count: number): number;
+  write(fd: number, buf: Uint8Array, count: number): number;
+  setns(fd: number, nstype: number): number;
+  errno(): number;
+}
+
+export const EAGAIN = 11;
+export const EINTR = 4;
+export const EINVAL = 22;
+export const ENOBUFS = 105;
+
+let bound: Libc | null = null;
+
+/** Binds libc lazily, so importing this module costs nothing until a device is opened. */
+export function libc(): Libc {
+  if (bound) return bound;
+  const lib = koffi.load('libc.so.6');
+  const open = lib.func('int open(const char *path, int flags)');
+  const close = lib.func('int close(int fd)');
+  const ioctl = lib.func('int ioctl(int fd, unsigned long request, void *arg)');
+  const read = lib.func('long read(int fd, void *buf, size_t count)');
+  const write = lib.func('long write(int fd, const void *buf, size_t count)');
+  const setns = lib.func('int setns(int fd, int nstype)');
+  bound = {
+    open: (path, flags) => open(path, flags) as number,
+    close: (fd) => close(fd) as number,
+    ioctl: (fd, request, arg) => ioctl(fd, request, arg) as number,
+    read: read as (fd: number, buf: Uint8Array, count: number) => number,
+    write: write as (fd: number, buf: Uint8Array, count: number) => number,
+    setns: (fd, nstype) => setns(fd, nstype) as number,
+    errno: () => koffi.errno(),
+  };
+  return bound;
+}
+
+/** Errno name for messages ("EAGAIN"), or the number as text. */
+export function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(koffi.os.errno)) if (value === errno) return name;
+  return String(errno);
+}
+
+export type PollHandle = ReturnType<typeof koffi.node.poll>;
+
+/** libuv readiness for a raw fd (level-triggered): `cb` runs on the event loop while the fd is readable. */
+export function pollReadable(fd: number, cb: () => void): PollHandle {
+  return koffi.node.poll(fd, { readable: true }, () => cb());
+}

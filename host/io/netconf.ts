@@ -1,0 +1,129 @@
+// Address and route set-up for the agent's TUN device, as `ip` command lines.
+//
+// The agent changes nothing on the host silently: it builds these commands, prints them, and only with
+// `--setup` runs them (`runCommands(cmds, { dryRun: false })`). Commands are idempotent (`replace`), so
+// running them twice is harmless, and each has an inverse for teardown.
+
+import { execFileSync } from 'node:child_process';
+
+export type NetconfErrorCode = 'BAD_ARGUMENT' | 'COMMAND_FAILED';
+
+export class NetconfError extends Error {
+  constructor(
+    readonly code: NetconfErrorCode,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NetconfError';
+  }
+}
+
+/** One command as argv (argv[0] is the program, found on PATH). */
+export type Command = readonly string[];
+
+export interface TunSetupPlan {
+  /** TUN interface name. */
+  device: string;
+  /** Named network namespace the device lives in; commands then use `ip -n <netns>`. */
+  netns?: string;
+  /** Addresses of the device itself, CIDR ("10.99.0.1/24"); the prefix is routed into the device. */
+  addresses?: readonly string[];
+  /** Extra prefixes routed into the device (e.g. each advertised VIP as "/32"). */
+  routes?: readonly string[];
+  mtu?: number;
+  /** Turn off IPv6 on the device, so router solicitations and MLD do not reach the agent. */
+  disableIpv6?: boolean;
+}
+
+const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/** Commands that bring the device up with its addresses and routes. */
+export function tunSetupCommands(plan: TunSetupPlan): Command[] {
+  const ip = ipPrefix(plan.netns);
+  checkIfname(plan.device);
+  const cmds: Command[] = [];
+  if (plan.disableIpv6) {
+    cmds.push([...netnsExec(plan.netns), 'sysctl', '-qw', `net.ipv6.conf.${plan.device}.disable_ipv6=1`]);
+  }
+  if (plan.mtu !== undefined) {
+    if (!Number.isInteger(plan.mtu) || plan.mtu < 68 || plan.mtu > 65535) {
+      throw new NetconfError('BAD_ARGUMENT', `bad mtu ${plan.mtu}`);
+    }
+    cmds.push([...ip, 'link', 'set', 'dev', plan.device, 'mtu', String(plan.mtu)]);
+  }
+  for (const a of plan.addresses ?? []) cmds.push([...ip, 'addr', 'replace', checkCidr(a), 'dev', plan.device]);
+  cmds.push([...ip, 'link', 'set', 'dev', plan.device, 'up']);
+  cmds.push(...routeCommands(plan.device, plan.routes ?? [], 'add', plan.netns));
+  return cmds;
+}
+
+/**
+ * Routes for `prefixes` into `device` ('add' uses `ip route replace`, so it is idempotent), or their
+ * removal ('del'). The agent adds a VIP's route while its wildcard affinity lives and deletes it after.
+ */
+export function routeCommands(
+  device: string,
+  prefixes: readonly string[],
+  op: 'add' | 'del',
+  netns?: string,
+): Command[] {
+  checkIfname(device);
+  const ip = ipPrefix(netns);
+  return prefixes.map((p) => [...ip, 'route', op === 'add' ? 'replace' : 'del', checkCidr(p), 'dev', device]);
+}
+
+/** A command as one shell line, quoted where needed, for printing. */
+export function formatCommand(cmd: Command): string {
+  return cmd.map((a) => (/^[A-Za-z0-9_./:=@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export interface RunOptions {
+  /** Return the lines without running anything. */
+  dryRun: boolean;
+  /** For 'del' style teardown: a failing command (already gone) is not an error. */
+  ignoreErrors?: boolean;
+}
+
+/** Runs the commands in order (or not, with dryRun); returns them as shell lines either way. */
+export function runCommands(cmds: readonly Command[], opts: RunOptions): string[] {
+  const lines = cmds.map(formatCommand);
+  if (opts.dryRun) return lines;
+  cmds.forEach((cmd, i) => {
+    try {
+      execFileSync(cmd[0]!, cmd.slice(1), { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (err) {
+      if (opts.ignoreErrors) return;
+      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim() ?? '';
+      throw new NetconfError('COMMAND_FAILED', `${lines[i]} failed${stderr ? `: ${stderr}` : ''}`);
+    }
+  });
+  return lines;
+}
+
+function ipPrefix(netns: string | undefined): string[] {
+  if (netns === undefined) return ['ip'];
+  if (!NAME_RE.test(netns)) throw new NetconfError('BAD_ARGUMENT', `bad netns name '${netns}'`);
+  return ['ip', '-n', netns];
+}
+
+function netnsExec(netns: string | undefined): string[] {
+  if (netns === undefined) return [];
+  if (!NAME_RE.test(netns)) throw new NetconfError('BAD_ARGUMENT', `bad netns name '${netns}'`);
+  return ['ip', 'netns', 'exec', netns];
+}
+
+function checkIfname(name: string): void {
+  if (!IFNAME_RE.test(name)) throw new NetconfError('BAD_ARGUMENT', `bad interface name '${name}'`);
+}
+
+/** Accepts an IPv4 address with optional prefix length ("10.0.0.1", "10.0.0.0/24"). */
+export function checkCidr(cidr: string): string {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(cidr);
+  const ok =
+    m !== null &&
+    m.slice(1, 5).every((o) => Number(o) <= 255) &&
+    (m[5] === undefined || Number(m[5]) <= 32);
+  if (!ok) throw new NetconfError('BAD_ARGUMENT', `bad IPv4 address or prefix '${cidr}'`);
+  return cidr;
+}

@@ -1,0 +1,100 @@
+// Network-namespace plumbing shared by the TUN tests, the live topology and scripts/topology.ts.
+// Every name we create starts with a prefix ("wlbt-" by default) so a cleanup can find leftovers of a
+// crashed run; nothing here touches an interface or namespace without that prefix.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { tunUnavailableReason } from '../../host/io/tun.ts';
+
+export class LiveSetupError extends Error {
+  constructor(
+    readonly code: 'COMMAND_FAILED' | 'BAD_ARGUMENT' | 'TIMEOUT',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'LiveSetupError';
+  }
+}
+
+/** Runs a command, returns stdout; throws LiveSetupError with stderr on failure. */
+export function run(argv: readonly string[], input?: string): string {
+  try {
+    return execFileSync(argv[0]!, argv.slice(1), {
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+      input,
+      timeout: 20_000,
+    });
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    throw new LiveSetupError('COMMAND_FAILED', `${argv.join(' ')}: ${(e.stderr ?? e.message).trim()}`);
+  }
+}
+
+/** Runs a command and ignores failure (teardown of things that may already be gone). */
+export function tryRun(argv: readonly string[]): boolean {
+  return spawnSync(argv[0]!, argv.slice(1), { stdio: 'ignore', timeout: 20_000 }).status === 0;
+}
+
+/** Runs `ip -batch -` with one command per line (one process instead of dozens). */
+export function ipBatch(lines: readonly string[], netns?: string): void {
+  if (lines.length === 0) return;
+  run(netns === undefined ? ['ip', '-batch', '-'] : ['ip', '-n', netns, '-batch', '-'], lines.join('\n') + '\n');
+}
+
+export function nsExec(netns: string, argv: readonly string[]): string[] {
+  return ['ip', 'netns', 'exec', netns, ...argv];
+}
+
+export function listNetns(): string[] {
+  try {
+    return readdirSync('/run/netns');
+  } catch {
+    return [];
+  }
+}
+
+/** Kills every process still running inside `netns` (servers we started there), then deletes it. */
+export function deleteNetns(netns: string): void {
+  if (!listNetns().includes(netns)) return;
+  const pids = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' }).stdout ?? '';
+  for (const pid of pids.split(/\s+/).filter(Boolean).map(Number)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  tryRun(['ip', 'netns', 'del', netns]);
+}
+
+/** Deletes every namespace whose name starts with `prefix` (leftovers of earlier, crashed runs too). */
+export function deleteNetnsWithPrefix(prefix: string): string[] {
+  if (prefix.length < 3) throw new LiveSetupError('BAD_ARGUMENT', `prefix '${prefix}' too short to be safe`);
+  const gone = listNetns().filter((n) => n.startsWith(prefix));
+  for (const n of gone) deleteNetns(n);
+  return gone;
+}
+
+let cachedReason: string | null | undefined;
+
+/**
+ * Why the live tests cannot run here (no root, no TUN, no `ip`, netns refused), or null when they can.
+ * Tried once per process by creating and deleting a throw-away namespace.
+ */
+export function liveUnavailableReason(): string | null {
+  if (cachedReason !== undefined) return cachedReason;
+  cachedReason = computeReason();
+  return cachedReason;
+}
+
+function computeReason(): string | null {
+  const tun = tunUnavailableReason();
+  if (tun) return tun;
+  if (spawnSync('ip', ['-V'], { stdio: 'ignore' }).status !== 0) return "no 'ip' command (install iproute2)";
+  const probe = `wlbt-probe${process.pid}`;
+  const made = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
+  if (made.status !== 0) return `ip netns add failed: ${(made.stderr ?? '').trim()}`;
+  tryRun(['ip', 'netns', 'del', probe]);
+  return null;
+}
