@@ -3,7 +3,7 @@
 // crashed run; nothing here touches an interface or namespace without that prefix.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { tunUnavailableReason } from '../../host/io/tun.ts';
 
 export class LiveSetupError extends Error {
@@ -57,15 +57,33 @@ export function listNetns(): string[] {
 /** Kills every process still running inside `netns` (servers we started there), then deletes it. */
 export function deleteNetns(netns: string): void {
   if (!listNetns().includes(netns)) return;
-  const pids = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' }).stdout ?? '';
-  for (const pid of pids.split(/\s+/).filter(Boolean).map(Number)) {
+  const out = spawnSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' }).stdout ?? '';
+  const pids = out.split(/\s+/).filter(Boolean).map(Number);
+  for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
       // already gone
     }
   }
+  // Wait (bounded) until they are dead, so the namespace and its devices are really gone on return.
+  const deadline = Date.now() + 3000;
+  while (pids.some(processAlive) && Date.now() < deadline) sleepSync(10);
   tryRun(['ip', 'netns', 'del', netns]);
+}
+
+/** True while `pid` runs (a zombie waiting for its parent to reap it counts as dead). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 /** Deletes every namespace whose name starts with `prefix` (leftovers of earlier, crashed runs too). */

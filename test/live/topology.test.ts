@@ -1,0 +1,87 @@
+// The live topology on real namespaces: plain routing to each backend, the service port's replies routed
+// into the TUN, a stand-in NAT on the TUN carrying HTTP from the client to a backend through the VIP,
+// and a teardown that leaves nothing behind.
+
+import { spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TunDevice } from '../../host/io/tun.ts';
+import { bigFileSha256 } from './bigfile.ts';
+import { liveUnavailableReason, processAlive } from './netns.ts';
+import { startStaticNat } from './static-nat.ts';
+import { httpGetFrom, httpGetManyFrom, topologyDown, topologyIsGone, topologyUp, type Topology } from './topology.ts';
+
+const reason = liveUnavailableReason();
+if (reason) console.warn(`\n!!! SKIPPING live topology tests: ${reason}\n`);
+
+const PREFIX = 'wlbt-t-';
+const BIG = 8 * 1024 * 1024;
+
+describe.skipIf(reason !== null)('live topology (namespaces, veths, TUN, backend HTTP servers)', () => {
+  let topo: Topology;
+  let serverPids: number[] = [];
+
+  beforeAll(async () => {
+    topo = await topologyUp({ prefix: PREFIX, bigFileBytes: BIG });
+    serverPids = topo.backends.flatMap((b) =>
+      (spawnSync('ip', ['netns', 'pids', b.netns], { encoding: 'utf8' }).stdout ?? '')
+        .split(/\s+/)
+        .filter(Boolean)
+        .map(Number),
+    );
+  });
+  afterAll(() => {
+    topologyDown(PREFIX);
+  });
+
+  it('lets the client reach every backend directly by plain routing', async () => {
+    const urls = topo.backends.map((b) => `http://${b.address}:${topo.directPort}/`);
+    const res = await httpGetManyFrom(topo.netns.client, urls);
+    expect(res.map((r) => [r.status, r.backend, r.body])).toEqual(
+      topo.backends.map((b) => [200, b.name, `backend ${b.name}\n`]),
+    );
+  });
+
+  it("routes the service port's replies into the TUN (so without an agent they are lost)", async () => {
+    const be = topo.backends[0]!;
+    await expect(httpGetFrom(topo.netns.client, `http://${be.address}:${topo.servicePort}/`, 800)).rejects.toThrow(
+      /timeout|ETIMEDOUT/,
+    );
+  });
+
+  it('carries HTTP client → VIP → backend and back through a NAT loop on the TUN device', async () => {
+    const be = topo.backends[1]!;
+    const dev = TunDevice.open(topo.router.tunName, { netns: topo.netns.router });
+    const nat = startStaticNat(dev.queues[0]!, { vip: topo.vip, port: topo.servicePort, backend: be.address });
+    try {
+      expect(dev.multiQueue).toBe(true); // the persistent device is multi-queue; attach fell back to it
+      const base = `http://${topo.vip}:${topo.servicePort}`;
+      const [small, big] = await httpGetManyFrom(topo.netns.client, [`${base}/`, `${base}/big`]);
+      expect(small).toMatchObject({ status: 200, backend: be.name, body: `backend ${be.name}\n` });
+      expect(big!.bytes).toBe(BIG);
+      expect(big!.sha256).toBe(bigFileSha256(BIG));
+      expect(nat.forwarded()).toBeGreaterThan(BIG / 1500);
+    } finally {
+      nat.stop();
+      dev.close();
+    }
+  });
+
+  it('tears down everything, servers included, and up removes leftovers of a crashed run', async () => {
+    expect(serverPids.length).toBeGreaterThanOrEqual(topo.backends.length); // node (+ tsx's esbuild)
+    topologyDown(PREFIX);
+    expect(topologyIsGone(PREFIX)).toBe(true);
+    for (const pid of serverPids) expect(processAlive(pid), `pid ${pid} still alive`).toBe(false);
+    // Nothing leaked into our own namespace either.
+    const links = spawnSync('ip', ['-o', 'link'], { encoding: 'utf8' }).stdout;
+    expect(links).not.toMatch(/\b(wlb0|c0|b1|b2)[@:]/);
+
+    // A "crashed" run: namespaces left behind; bringing the topology up again replaces them cleanly.
+    spawnSync('ip', ['netns', 'add', `${PREFIX}router`]);
+    spawnSync('ip', ['netns', 'add', `${PREFIX}stale`]);
+    const again = await topologyUp({ prefix: PREFIX, backends: 1, startServers: false });
+    expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout).not.toContain(`${PREFIX}stale`);
+    expect(again.backends.map((b) => b.netns)).toEqual([`${PREFIX}be1`]);
+    again.down();
+    expect(topologyIsGone(PREFIX)).toBe(true);
+  });
+});
