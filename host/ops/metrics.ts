@@ -143,8 +143,8 @@ export interface BackendSnapshot {
   bytes: Count;
 }
 
-/** States a resync goes through; other strings are accepted and exported as they are. */
-export const RESYNC_STATES = ['idle', 'requested', 'receiving', 'complete', 'failed'] as const;
+/** Bulk resync states (as in host/protocol); other strings are accepted and exported as they are. */
+export const RESYNC_STATES = ['none', 'requested', 'in-progress', 'complete'] as const;
 /** Manager roles; other strings are accepted and exported as they are. */
 export const MANAGER_ROLES = ['primary', 'backup'] as const;
 
@@ -228,6 +228,47 @@ export function managerMetrics(registry: Registry, read: () => ManagerSnapshot):
       if (Number.isFinite(seconds) && seconds >= 0) lag.observe(seconds);
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Control protocol (agent and managers alike)
+
+export interface ControlSnapshot {
+  /** Service messages sent, by message type name ("affinity-update-fixed", "heartbeat"…). */
+  sent: Record<string, Count>;
+  /** Service messages received and accepted, by message type name. */
+  received: Record<string, Count>;
+  /** Service messages dropped, by reason ("forged", "replayed", "wrong_key", "unauthenticated", "malformed"…). */
+  rejected: Record<string, Count>;
+}
+
+/**
+ * Registers the control-protocol metrics; `read` is called at most once per scrape.
+ *
+ * wasmlb_control_messages_sent_total{type}, wasmlb_control_messages_received_total{type},
+ * wasmlb_control_messages_rejected_total{reason}.
+ */
+export function controlMetrics(registry: Registry, read: () => ControlSnapshot): void {
+  const snap = oncePerScrape(read);
+  counterFrom(registry, 'wasmlb_control_messages_sent_total', 'Service messages sent, by type.', ['type'], () =>
+    Object.entries(snap().sent).map(([type, n]) => [{ type }, n]),
+  );
+  counterFrom(registry, 'wasmlb_control_messages_received_total', 'Service messages accepted, by type.', ['type'], () =>
+    Object.entries(snap().received).map(([type, n]) => [{ type }, n]),
+  );
+  counterFrom(registry, 'wasmlb_control_messages_rejected_total', 'Service messages dropped, by reason.', ['reason'], () =>
+    Object.entries(snap().rejected).map(([reason, n]) => [{ reason }, n]),
+  );
+}
+
+/** The drop reasons of a protocol `SecurityVerifier.counters`, as `ControlSnapshot.rejected` entries. */
+export function securityRejections(c: {
+  unauthenticated: number;
+  forged: number;
+  wrongKey: number;
+  replayed: number;
+}): Record<string, Count> {
+  return { unauthenticated: c.unauthenticated, forged: c.forged, wrong_key: c.wrongKey, replayed: c.replayed };
 }
 
 // ---------------------------------------------------------------------------------------------

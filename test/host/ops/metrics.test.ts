@@ -2,8 +2,10 @@ import { describe, expect, it } from 'vitest';
 import {
   agentMetrics,
   buildInfo,
+  controlMetrics,
   createRegistry,
   managerMetrics,
+  securityRejections,
   splitFirmwareCounters,
 } from '../../../host/ops/metrics.ts';
 import type { AgentSnapshot, ManagerSnapshot } from '../../../host/ops/metrics.ts';
@@ -101,7 +103,7 @@ describe('managerMetrics', () => {
       { vip: '10.0.0.100:80', backend: '10.0.1.1:8080', healthy: true, flows: 12, packets: 1200n, bytes: 900_000n },
       { vip: '10.0.0.100:80', backend: '10.0.1.2:8080', healthy: false, flows: 0, packets: 0, bytes: 0 },
     ],
-    replication: { sent: 50, acked: 48, resent: 2n, resyncState: 'receiving' },
+    replication: { sent: 50, acked: 48, resent: 2n, resyncState: 'in-progress' },
     takeovers: { total: 1, lastSeconds: 0.084 },
   };
 
@@ -124,7 +126,7 @@ describe('managerMetrics', () => {
     expect(v.get('wasmlb_replication_messages_sent_total')).toBe(50);
     expect(v.get('wasmlb_replication_messages_acked_total')).toBe(48);
     expect(v.get('wasmlb_replication_messages_resent_total')).toBe(2);
-    expect(v.get('wasmlb_resync_state{state="receiving"}')).toBe(1);
+    expect(v.get('wasmlb_resync_state{state="in-progress"}')).toBe(1);
     expect(v.get('wasmlb_resync_state{state="complete"}')).toBe(0);
     expect(v.get('wasmlb_manager_role{role="backup"}')).toBe(1);
     expect(v.get('wasmlb_manager_role{role="primary"}')).toBe(0);
@@ -150,5 +152,24 @@ describe('managerMetrics', () => {
     const two = parseProm(await r2.metrics()).values;
     expect(two.get('wasmlb_manager_role{role="primary"}')).toBe(1);
     expect([...two.keys()].some((k) => k.startsWith('wasmlb_backend_flows'))).toBe(false);
+  });
+});
+
+describe('controlMetrics', () => {
+  it('exports messages by type and drops by reason', async () => {
+    const registry = createRegistry();
+    const security = { accepted: 40, unsigned: 0, unauthenticated: 1, forged: 2, wrongKey: 3, replayed: 4 };
+    controlMetrics(registry, () => ({
+      sent: { 'interest-match-wildcard': 7n },
+      received: { 'affinity-update-fixed': 6, heartbeat: 30 },
+      rejected: { ...securityRejections(security), malformed: 5 },
+    }));
+    const v = parseProm(await registry.metrics()).values;
+    expect(v.get('wasmlb_control_messages_sent_total{type="interest-match-wildcard"}')).toBe(7);
+    expect(v.get('wasmlb_control_messages_received_total{type="heartbeat"}')).toBe(30);
+    expect(v.get('wasmlb_control_messages_rejected_total{reason="forged"}')).toBe(2);
+    expect(v.get('wasmlb_control_messages_rejected_total{reason="wrong_key"}')).toBe(3);
+    expect(v.get('wasmlb_control_messages_rejected_total{reason="replayed"}')).toBe(4);
+    expect(v.get('wasmlb_control_messages_rejected_total{reason="malformed"}')).toBe(5);
   });
 });
