@@ -44,7 +44,7 @@ export interface DemoCaptureOptions {
   link?: 'ethernet' | 'raw';
   vip?: string; // default 10.0.0.100
   vipPort?: number; // default 80
-  udpPort?: number; // default 53
+  udpPort?: number; // default 7777
   /** Client addresses are drawn from this /16 (default 10.1.0.0). */
   clientNet?: string;
   /** Capture start, seconds since the epoch (default 2026-01-01T00:00:00Z). */
@@ -75,7 +75,7 @@ export function demoPackets(opts: DemoCaptureOptions = {}): { packets: Generated
   const udpFlows = Math.round(flows * (opts.udpFraction ?? 0.1));
   const vip = parseIPv4(opts.vip ?? '10.0.0.100');
   const vipPort = opts.vipPort ?? 80;
-  const udpPort = opts.udpPort ?? 53;
+  const udpPort = opts.udpPort ?? 7777;
   const net = parseIPv4(opts.clientNet ?? '10.1.0.0') & 0xffff0000;
   const link = opts.link ?? 'ethernet';
   const toVip: L2 = { link, srcMac: CLIENT_MAC, dstMac: VIP_MAC };
@@ -154,7 +154,7 @@ export function demoPackets(opts: DemoCaptureOptions = {}): { packets: Generated
       }
       const v6a = Buffer.from('fd000000000000000000000000000001', 'hex');
       const v6b = Buffer.from('fd000000000000000000000000000064', 'hex');
-      at(t + 100, ipv6UdpPacket(toVip, v6a, v6b, 5353, 5353, text(`ipv6 ${k}`)));
+      at(t + 100, ipv6UdpPacket(toVip, v6a, v6b, 40000, 40001, text(`ipv6 ${k}`)));
       const ping = icmpMessage(8, 0, (0x1234 << 16) | k, text('ping-payload'));
       at(t + 200, ipv4Packet(toVip, { src: cip, dst: vip, id: 7000 + k }, IPPROTO_ICMP, ping));
       const pong = icmpMessage(0, 0, (0x1234 << 16) | k, text('ping-payload'));
