@@ -86,6 +86,8 @@ function offsetOf(root: YamlNode | null, segments: readonly PropertyKey[]): numb
 function valueAt(root: unknown, segments: readonly PropertyKey[]): unknown {
   let v: unknown = root;
   for (const seg of segments) {
+    // A scalar where a list is allowed ("clientDomain: 10.0.0.0/8") is a list of one.
+    if (seg === 0 && v !== null && v !== undefined && typeof v !== 'object') continue;
     if (v === null || typeof v !== 'object') return undefined;
     v = (v as Record<PropertyKey, unknown>)[seg];
   }
