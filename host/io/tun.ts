@@ -118,6 +118,9 @@ export class TunQueue {
     const limit = Math.min(max, offsets.length, lengths.length);
     const { read, errno } = libc();
     const window = this.maxPacket + 1;
+    if (into.length < window) {
+      throw new TunError('BAD_ARGUMENT', `read buffer of ${into.length} B is smaller than maxPacket + 1 (${window})`);
+    }
     let pos = 0;
     let n = 0;
     while (n < limit && into.length - pos >= window) {
