@@ -232,6 +232,15 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
     expect(() => TunDevice.open('wlbt9', { netns: `${PREFIX}-missing` })).toThrowError(
       expect.objectContaining({ code: 'TUN_NETNS' }),
     );
+    // A buffer that cannot hold one maxPacket-sized packet would make a reader spin: refused.
+    const dev = TunDevice.open('wlbt5', { netns: NS, maxPacket: 1500 });
+    try {
+      expect(() => dev.readBatch(new Uint8Array(1500), new Uint32Array(1), new Uint32Array(1), 1)).toThrowError(
+        expect.objectContaining({ code: 'BAD_ARGUMENT' }),
+      );
+    } finally {
+      dev.close();
+    }
     // A name taken by a non-TUN device cannot be attached.
     expect(() => TunDevice.open('lo', { netns: NS })).toThrowError(expect.objectContaining({ code: 'TUN_ATTACH' }));
   });
