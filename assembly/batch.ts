@@ -1,0 +1,287 @@
+// The batch loop: one descriptor per packet, one verdict per descriptor. No allocation, no calls out.
+//
+// Per packet: one bounds check of the descriptor against the packet region, then header checks against
+// the captured length (after which every load/store below stays inside the packet), the fixed affinity
+// lookup by affinity key, else the wildcard search, else the advertised-prefix check.
+
+import { Counter, bump, bumpBy } from './counters';
+import { hashKey } from './hash';
+import {
+  ACT_DISPATCH, ACT_DROP, ACT_INFO, ACT_INTEREST_COPY, ACT_INTEREST_DATA, ACT_INTEREST_HOLD, ACT_NAT_ANY,
+  ACT_NAT_DST, ACT_NAT_DST_ADDR, ACT_NAT_DST_PORT, ACT_NAT_SRC, ACT_NAT_SRC_ADDR, ACT_NAT_SRC_PORT,
+  ACT_SEQ_ADJUST, CAP_DISPATCH, CAP_DROP, CAP_INFO, CAP_INTEREST, CAP_NAT, CAP_SEQ_ADJUST, FEATURES,
+} from './features';
+import {
+  DESC_SIZE, DIN_RESUME, DIN_SEEN, DOUT_ATTACH, DOUT_FIXED, DOUT_INTEREST, DOUT_REWRITTEN, DOUT_WILDCARD,
+  D_AFFINITY, D_FLAGS_IN, D_FLAGS_OUT, D_INTEREST_BITS, D_INTEREST_TARGET, D_LENGTH, D_NEXT_HOP, D_OFFSET,
+  D_OWNER, D_REASON, D_RESUME_PREC, D_SEEN_OWNER, D_SERVICE_PREC, D_VERDICT, EXT_SIZE, FIXED_SIZE, F_ACTIONS,
+  F_BYTES, F_EXT, F_INTEREST_MASK, F_INTEREST_TARGET, F_NAT_ADDR, F_NAT_PORT, F_OWNER, F_PACKETS, F_STATE,
+  PACKET_REGION, R_ACTION, R_ADVERTISED, R_DESCRIPTOR, R_DISPATCH_ZERO, R_IHL, R_L4_HEADER, R_TOTAL_LENGTH,
+  R_TRUNCATED, R_VERSION, ST_FIRST_DATA_SEEN, V_COPY, V_DROP, V_FORWARD, V_HOLD, V_TO_MANAGER, WC_SIZE,
+  W_ACTIONS, W_FORWARD_IP, W_HITS, W_INTEREST_MASK, W_INTEREST_TARGET, W_NAT_ADDR, W_NAT_PORT, W_OWNER,
+  W_SERVICE_PREC, W_SRC_NAT_ADDR, W_SRC_NAT_PORT, X_ACK_DELTA, X_ACK_INIT, X_FORWARD_IP, X_SEQ_DELTA,
+  X_SEQ_INIT, X_SRC_ADDR, X_SRC_PORT, advertisedCount, descBase, extBase, fixedBase, patternCount, pktBase,
+  wcBase, wcSearchFirst,
+} from './layout';
+import { fixedFind } from './fixed';
+import { advertised, wcLookup } from './wildcard';
+import { PROTO_TCP, PROTO_UDP, applyNat, applySeqAdjust, infoCount } from './actions';
+
+const BIT_DATA: u32 = 1 << 6;
+const BIT_FIRST_DATA: u32 = 1 << 7;
+const BIT_FRAGMENT: u32 = 1 << 8;
+const BIT_ALL: u32 = 1 << 15;
+
+// @ts-ignore: decorator
+@inline function drop(d: usize, reason: u8, counter: i32): void {
+  store<u8>(d, V_DROP, D_VERDICT);
+  store<u8>(d, reason, D_REASON);
+  bump(counter);
+  bump(Counter.DROPPED);
+}
+
+/**
+ * Interest check, then the actions, then the verdict. Returns false when the packet was diverted to the
+ * manager untouched (TO_MANAGER / HOLD), true when it was forwarded, copied or dropped by an action.
+ * Source NAT half: (sAddr, sPort); destination half: (dAddr, dPort); all wire order.
+ */
+// @ts-ignore: decorator
+@inline function act(
+  d: usize, p: usize, l4: usize, proto: u32, l4ok: bool, tot: u32, doff: u32, bits: u32, seenOwner: u32,
+  actions: u32, imask: u32, itarget: u32, owner: u32, sAddr: u32, sPort: u32, dAddr: u32, dPort: u32,
+  fwd: u32, xe: usize,
+): bool {
+  let copy = false;
+  const matched = bits & imask;
+  if ((FEATURES & CAP_INTEREST) && matched != 0) {
+    if (owner == seenOwner) {
+      bump(Counter.INTEREST_SUPPRESSED);
+    } else {
+      bump(Counter.INTEREST_MATCHES);
+      store<u16>(d, <u16>matched, D_INTEREST_BITS);
+      store<u16>(d, <u16>itarget, D_INTEREST_TARGET);
+      const attach: u32 = (actions & ACT_INTEREST_DATA) ? DOUT_ATTACH : 0;
+      if (actions & ACT_INTEREST_HOLD) {
+        store<u8>(d, V_HOLD, D_VERDICT);
+        store<u16>(d, <u16>(load<u16>(d, D_FLAGS_OUT) | DOUT_INTEREST | attach), D_FLAGS_OUT);
+        bump(Counter.HOLD);
+        return false;
+      }
+      if (!(actions & ACT_INTEREST_COPY) && attach != 0) {
+        store<u8>(d, V_TO_MANAGER, D_VERDICT);
+        store<u16>(d, <u16>(load<u16>(d, D_FLAGS_OUT) | DOUT_INTEREST | DOUT_ATTACH), D_FLAGS_OUT);
+        bump(Counter.TO_MANAGER);
+        return false;
+      }
+      // copy flag: forward and send a copy; no flag: forward and notify (COPY without ATTACH)
+      copy = true;
+      store<u16>(d, <u16>(load<u16>(d, D_FLAGS_OUT) | DOUT_INTEREST | ((actions & ACT_INTEREST_COPY) ? DOUT_ATTACH : 0)), D_FLAGS_OUT);
+    }
+  }
+  if ((FEATURES & CAP_DROP) && (actions & ACT_DROP)) {
+    drop(d, R_ACTION, Counter.DROP_ACTION);
+    return true;
+  }
+  let rewritten = false;
+  if ((FEATURES & CAP_NAT) && (actions & ACT_NAT_ANY)) {
+    applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
+      (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, sAddr, sPort, dAddr, dPort);
+    bump(Counter.NAT_APPLIED);
+    rewritten = true;
+  }
+  if ((FEATURES & CAP_SEQ_ADJUST) && (actions & ACT_SEQ_ADJUST) && xe != 0 && proto == PROTO_TCP && l4ok) {
+    if (applySeqAdjust(l4, doff, load<u32>(xe, X_SEQ_INIT), load<u32>(xe, X_SEQ_DELTA), load<u32>(xe, X_ACK_INIT), load<u32>(xe, X_ACK_DELTA))) {
+      bump(Counter.SEQ_ADJUSTED);
+      rewritten = true;
+    }
+  }
+  if (rewritten) store<u16>(d, <u16>(load<u16>(d, D_FLAGS_OUT) | DOUT_REWRITTEN), D_FLAGS_OUT);
+  let hop = load<u32>(p, 16); // destination after NAT
+  if ((FEATURES & CAP_DISPATCH) && (actions & ACT_DISPATCH)) {
+    hop = fwd;
+    store<u32>(d, bswap<u32>(fwd), D_NEXT_HOP);
+    bump(Counter.DISPATCHED);
+  }
+  if ((FEATURES & CAP_INFO) && (actions & ACT_INFO)) infoCount(hop, tot);
+  if ((FEATURES & CAP_DISPATCH) && (actions & ACT_DISPATCH) && fwd == 0) {
+    drop(d, R_DISPATCH_ZERO, Counter.DROP_DISPATCH_ZERO);
+    return true;
+  }
+  if (copy) {
+    store<u8>(d, V_COPY, D_VERDICT);
+    bump(Counter.COPY);
+  } else {
+    store<u8>(d, V_FORWARD, D_VERDICT);
+    bump(Counter.FORWARDED);
+  }
+  return true;
+}
+
+// @ts-ignore: decorator
+@inline function onWildcard(
+  d: usize, w: usize, p: usize, l4: usize, proto: u32, l4ok: bool, tot: u32, doff: u32, bits: u32, seenOwner: u32,
+): void {
+  bump(Counter.WILDCARD_HITS);
+  store<u32>(w, load<u32>(w, W_HITS) + 1, W_HITS);
+  store<u16>(d, DOUT_WILDCARD, D_FLAGS_OUT);
+  store<u32>(d, <u32>((w - wcBase) / WC_SIZE), D_AFFINITY);
+  const owner = <u32>load<u16>(w, W_OWNER);
+  store<u16>(d, <u16>owner, D_OWNER);
+  store<u16>(d, load<u16>(w, W_SERVICE_PREC), D_SERVICE_PREC);
+  const actions = <u32>load<u16>(w, W_ACTIONS);
+  // no per-flow state behind a wildcard: the first data packet we can know of is any data packet
+  if (bits & BIT_DATA) bits |= BIT_FIRST_DATA;
+  const both = (actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0;
+  const prim = load<u32>(w, W_NAT_ADDR);
+  const primPort = <u32>load<u16>(w, W_NAT_PORT);
+  act(d, p, l4, proto, l4ok, tot, doff, bits, seenOwner, actions,
+    <u32>load<u16>(w, W_INTEREST_MASK), <u32>load<u16>(w, W_INTEREST_TARGET), owner,
+    both ? load<u32>(w, W_SRC_NAT_ADDR) : prim, both ? <u32>load<u16>(w, W_SRC_NAT_PORT) : primPort,
+    prim, primPort, load<u32>(w, W_FORWARD_IP), 0);
+}
+
+/** Processes descriptors [0, count). */
+export function processBatch(count: u32, now: u32): void {
+  const end = descBase + <usize>count * DESC_SIZE;
+  for (let d = descBase; d < end; d += DESC_SIZE) {
+    // outputs: bytes 12..31
+    store<u32>(d, 0, 12);
+    store<u64>(d, 0, 16);
+    store<u64>(d, 0, 24);
+    const off = load<u32>(d, D_OFFSET);
+    const len = <u32>load<u16>(d, D_LENGTH);
+    bump(Counter.PACKETS);
+    if (off > PACKET_REGION - len) {
+      drop(d, R_DESCRIPTOR, Counter.MALFORMED_DESCRIPTOR);
+      continue;
+    }
+    const p = pktBase + <usize>off;
+    if (len < 20) {
+      drop(d, R_TRUNCATED, Counter.MALFORMED_TRUNCATED);
+      continue;
+    }
+    const vihl = <u32>load<u8>(p);
+    if ((vihl >>> 4) != 4) {
+      drop(d, R_VERSION, Counter.MALFORMED_VERSION);
+      continue;
+    }
+    const ihl = (vihl & 15) << 2;
+    if (ihl < 20) {
+      drop(d, R_IHL, Counter.MALFORMED_IHL);
+      continue;
+    }
+    const tot = <u32>bswap<u16>(load<u16>(p, 2));
+    if (tot > len || tot < ihl) {
+      drop(d, R_TOTAL_LENGTH, Counter.MALFORMED_TOTAL_LENGTH);
+      continue;
+    }
+    bumpBy(Counter.BYTES, tot);
+    const fragw = <u32>bswap<u16>(load<u16>(p, 6));
+    const fragOff = fragw & 0x1fff;
+    const proto = <u32>load<u8>(p, 9);
+    const saddr = load<u32>(p, 12);
+    const daddr = load<u32>(p, 16);
+    const l4 = p + <usize>ihl;
+    let bits: u32 = BIT_ALL;
+    if (fragw & 0x3fff) {
+      bits |= BIT_FRAGMENT;
+      bump(Counter.FRAGMENTS);
+    }
+    let ports: u32 = 0;
+    let doff: u32 = 0;
+    let l4ok = false;
+    if (fragOff == 0 && proto == PROTO_TCP) {
+      if (ihl + 20 > tot) {
+        drop(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
+        continue;
+      }
+      doff = (<u32>load<u8>(l4, 12) >>> 4) << 2;
+      if (doff < 20 || ihl + doff > tot) {
+        drop(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
+        continue;
+      }
+      ports = load<u32>(l4);
+      bits |= <u32>load<u8>(l4, 13) & 0x3f;
+      if (tot > ihl + doff) bits |= BIT_DATA;
+      l4ok = true;
+    } else if (fragOff == 0 && proto == PROTO_UDP) {
+      if (ihl + 8 > tot) {
+        drop(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
+        continue;
+      }
+      ports = load<u32>(l4);
+      if (tot > ihl + 8) bits |= BIT_DATA;
+      l4ok = true;
+    } else if (proto == PROTO_TCP || proto == PROTO_UDP) {
+      if (tot > ihl) bits |= BIT_DATA; // a non-first fragment carries data, no ports
+    }
+
+    const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
+    const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
+    const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
+
+    if (wcSearchFirst != 0) {
+      const w = wcLookup(saddr, daddr, ports, proto, now, precLimit, true);
+      if (w != 0) {
+        onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
+        continue;
+      }
+    }
+
+    const k0 = <u64>saddr | (<u64>daddr << 32);
+    const k1 = <u64>ports | (<u64>proto << 32);
+    const e = fixedFind(k0, k1, hashKey(k0, k1), now);
+    if (e != 0) {
+      bump(Counter.FIXED_HITS);
+      store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
+      store<u32>(d, <u32>((e - fixedBase) / FIXED_SIZE), D_AFFINITY);
+      const owner = <u32>load<u16>(e, F_OWNER);
+      store<u16>(d, <u16>owner, D_OWNER);
+      const actions = <u32>load<u16>(e, F_ACTIONS);
+      if (bits & BIT_DATA) {
+        const st = load<u8>(e, F_STATE);
+        if (!(st & ST_FIRST_DATA_SEEN)) {
+          bits |= BIT_FIRST_DATA;
+          store<u8>(e, st | ST_FIRST_DATA_SEEN, F_STATE);
+        }
+      }
+      const prim = load<u32>(e, F_NAT_ADDR);
+      const primPort = <u32>load<u16>(e, F_NAT_PORT);
+      const x = load<u32>(e, F_EXT);
+      const xe: usize = x != 0 ? extBase + <usize>(x - 1) * EXT_SIZE : 0;
+      let sAddr = prim;
+      let sPort = primPort;
+      let fwd = prim;
+      if (xe != 0) {
+        if ((actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0) {
+          sAddr = load<u32>(xe, X_SRC_ADDR);
+          sPort = <u32>load<u16>(xe, X_SRC_PORT);
+        }
+        if (actions & ACT_NAT_ANY) fwd = load<u32>(xe, X_FORWARD_IP);
+      }
+      const forwarded = act(d, p, l4, proto, l4ok, tot, doff, bits, seenOwner, actions,
+        <u32>load<u16>(e, F_INTEREST_MASK), <u32>load<u16>(e, F_INTEREST_TARGET), owner,
+        sAddr, sPort, prim, primPort, fwd, xe);
+      if (forwarded) {
+        store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
+        store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
+      }
+      continue;
+    }
+
+    if (patternCount != 0) {
+      const w = wcLookup(saddr, daddr, ports, proto, now, precLimit, false);
+      if (w != 0) {
+        onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
+        continue;
+      }
+    }
+    bump(Counter.MISSES);
+    if (advertisedCount != 0 && advertised(daddr)) {
+      drop(d, R_ADVERTISED, Counter.DROP_ADVERTISED);
+      continue;
+    }
+    store<u8>(d, V_FORWARD, D_VERDICT);
+    bump(Counter.FORWARDED);
+  }
+}
