@@ -3,13 +3,13 @@
 //   npx tsx scripts/topology.ts down [--prefix wlbt-]
 //   npx tsx scripts/topology.ts status [--prefix wlbt-]
 //   npx tsx scripts/topology.ts nat  [--prefix wlbt-] [--backend be1]   (stand-in agent until Ctrl-C)
-// `up` prints what it made and the commands to try; `down` removes every namespace with the prefix.
+// `up` prints what it made and the commands to try; `down` removes <prefix>client|router|be<N>.
 
 import { parseArgs } from 'node:util';
 import { TunDevice } from '../host/io/tun.ts';
-import { liveUnavailableReason, listNetns } from '../test/live/netns.ts';
+import { liveUnavailableReason } from '../test/live/netns.ts';
 import { startStaticNat } from '../test/live/static-nat.ts';
-import { DEFAULT_PREFIX, topologyDown, topologyUp } from '../test/live/topology.ts';
+import { DEFAULT_PREFIX, topologyDown, topologyNamespaces, topologyUp } from '../test/live/topology.ts';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -65,7 +65,7 @@ switch (cmd) {
     break;
   }
   case 'status': {
-    const mine = listNetns().filter((n) => n.startsWith(prefix));
+    const mine = topologyNamespaces(prefix);
     process.stdout.write(mine.length ? `${mine.join('\n')}\n` : `no namespaces with prefix '${prefix}'\n`);
     break;
   }

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunDevice } from '../../host/io/tun.ts';
 import { bigFileSha256 } from './bigfile.ts';
-import { liveUnavailableReason, processAlive } from './netns.ts';
+import { deleteNetns, listNetns, liveUnavailableReason, processAlive } from './netns.ts';
 import { startStaticNat } from './static-nat.ts';
 import { httpGetFrom, httpGetManyFrom, topologyDown, topologyIsGone, topologyUp, type Topology } from './topology.ts';
 
@@ -77,11 +77,17 @@ describe.skipIf(reason !== null)('live topology (namespaces, veths, TUN, backend
 
     // A "crashed" run: namespaces left behind; bringing the topology up again replaces them cleanly.
     spawnSync('ip', ['netns', 'add', `${PREFIX}router`]);
-    spawnSync('ip', ['netns', 'add', `${PREFIX}stale`]);
+    spawnSync('ip', ['netns', 'add', `${PREFIX}be7`]); // from an earlier run with more backends
+    spawnSync('ip', ['netns', 'add', `${PREFIX}other`]); // not the topology's: must survive
     const again = await topologyUp({ prefix: PREFIX, backends: 1, startServers: false });
-    expect(spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' }).stdout).not.toContain(`${PREFIX}stale`);
-    expect(again.backends.map((b) => b.netns)).toEqual([`${PREFIX}be1`]);
-    again.down();
-    expect(topologyIsGone(PREFIX)).toBe(true);
+    try {
+      expect(listNetns()).not.toContain(`${PREFIX}be7`);
+      expect(listNetns()).toContain(`${PREFIX}other`);
+      expect(again.backends.map((b) => b.netns)).toEqual([`${PREFIX}be1`]);
+      again.down();
+      expect(topologyIsGone(PREFIX)).toBe(true);
+    } finally {
+      deleteNetns(`${PREFIX}other`);
+    }
   });
 });

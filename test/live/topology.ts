@@ -15,8 +15,8 @@
 //   kernel routing, without any agent (a check that the topology itself works).
 // - Everything lives inside namespaces named `<prefix>client`, `<prefix>router`, `<prefix>be<i>`; addresses
 //   are 10.99.0.0/16, used only inside them. Nothing is created in the caller's namespace.
-// - `topologyDown(prefix)` removes every namespace with the prefix (also leftovers of a crashed run), after
-//   killing the processes inside (the backend servers).
+// - `topologyDown(prefix)` removes the topology's namespaces `<prefix>client|router|be<N>` (also leftovers of
+//   a crashed run), after killing the processes inside (the backend servers).
 
 import { spawn } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
@@ -24,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BIG_FILE_BYTES } from './bigfile.ts';
-import { LiveSetupError, deleteNetnsWithPrefix, ipBatch, listNetns, nsExec, run } from './netns.ts';
+import { LiveSetupError, deleteNetns, ipBatch, listNetns, nsExec, run } from './netns.ts';
 
 export const DEFAULT_PREFIX = 'wlbt-';
 
@@ -176,14 +176,28 @@ export async function topologyUp(opts: TopologyOptions = {}): Promise<Topology> 
   }
 }
 
-/** Removes every namespace named `<prefix>…` (and so its veths, TUN and servers). Returns their names. */
-export function topologyDown(prefix: string = DEFAULT_PREFIX): string[] {
-  return deleteNetnsWithPrefix(prefix);
+/**
+ * The namespaces a topology with this prefix may own: `<prefix>client`, `<prefix>router`, `<prefix>be<N>`.
+ * Exactly these, so that a topology "wlbt-" never removes "wlbt-t-router" of a test running alongside.
+ */
+export function topologyNamespaces(prefix: string): string[] {
+  const own = new RegExp(`^${prefix.replace(/[.]/g, '\\.')}(client|router|be\\d+)$`);
+  return listNetns().filter((n) => own.test(n));
 }
 
-/** True when no namespace with this prefix is left. */
+/**
+ * Removes the topology's namespaces (and so its veths, TUN and servers), also those left by a crashed
+ * run, even with more backends. Returns their names.
+ */
+export function topologyDown(prefix: string = DEFAULT_PREFIX): string[] {
+  const mine = topologyNamespaces(prefix);
+  for (const n of mine) deleteNetns(n);
+  return mine;
+}
+
+/** True when none of this topology's namespaces is left. */
 export function topologyIsGone(prefix: string = DEFAULT_PREFIX): boolean {
-  return !listNetns().some((n) => n.startsWith(prefix));
+  return topologyNamespaces(prefix).length === 0;
 }
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
