@@ -84,6 +84,7 @@ const ALIGN = 8;
 export class TunQueue {
   readonly stats: TunStats = { rxPackets: 0, rxBytes: 0, rxOversize: 0, txPackets: 0, txBytes: 0, txErrors: 0 };
   private poll: PollHandle | null = null;
+  private abortWait: (() => void) | null = null;
   private closed = false;
 
   private constructor(
@@ -206,29 +207,34 @@ export class TunQueue {
 
   /**
    * Resolves true once the queue has a packet to read (at once if it has one now), or false after
-   * `timeoutMs` (no timeout when omitted).
+   * `timeoutMs` (no timeout when omitted) or when the queue is closed meanwhile. Like onReadable, one
+   * waiter per queue at a time (libuv allows one poll handle per fd).
    */
   readable(timeoutMs?: number): Promise<boolean> {
     this.checkOpen();
+    if (this.poll) throw new TunError('BAD_ARGUMENT', `queue ${this.index} already has a readable listener`);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
-      const handle = pollReadable(this.fd, () => {
+      let done = false;
+      const finish = (ok: boolean): void => {
+        if (done) return;
+        done = true;
         if (timer) clearTimeout(timer);
-        handle.close();
-        resolve(true);
-      });
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(() => {
-          handle.close();
-          resolve(false);
-        }, timeoutMs);
-      }
+        this.stopPoll(handle);
+        this.abortWait = null;
+        resolve(ok);
+      };
+      const handle = pollReadable(this.fd, () => finish(true));
+      this.poll = handle;
+      this.abortWait = () => finish(false);
+      if (timeoutMs !== undefined) timer = setTimeout(() => finish(false), timeoutMs);
     });
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.abortWait) this.abortWait();
     if (this.poll) this.stopPoll(this.poll);
     if (this.owned) libc().close(this.fd);
   }

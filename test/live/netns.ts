@@ -113,6 +113,9 @@ function computeReason(): string | null {
   const probe = `wlbt-probe${process.pid}`;
   const made = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
   if (made.status !== 0) return `ip netns add failed: ${(made.stderr ?? '').trim()}`;
+  // `ip netns exec` also needs to remount /sys (CAP_SYS_ADMIN): containers may allow add but not exec.
+  const exec = spawnSync('ip', ['netns', 'exec', probe, 'true'], { encoding: 'utf8' });
   tryRun(['ip', 'netns', 'del', probe]);
+  if (exec.status !== 0) return `ip netns exec failed: ${(exec.stderr ?? '').trim()}`;
   return null;
 }

@@ -48,20 +48,28 @@ describe.skipIf(reason !== null)('live topology (namespaces, veths, TUN, backend
     );
   });
 
-  it('carries HTTP client → VIP → backend and back through a NAT loop on the TUN device', async () => {
+  it('carries HTTP client → VIP → backend and back through a NAT loop on each queue of the TUN device', async () => {
     const be = topo.backends[1]!;
-    const dev = TunDevice.open(topo.router.tunName, { netns: topo.netns.router });
-    const nat = startStaticNat(dev.queues[0]!, { vip: topo.vip, port: topo.servicePort, backend: be.address });
+    // The persistent device is multi-queue: the agent attaches several queues, one NAT loop per queue.
+    const dev = TunDevice.open(topo.router.tunName, { netns: topo.netns.router, queues: 2 });
+    const nats = dev.queues.map((q) =>
+      startStaticNat(q, { vip: topo.vip, port: topo.servicePort, backend: be.address }),
+    );
     try {
-      expect(dev.multiQueue).toBe(true); // the persistent device is multi-queue; attach fell back to it
       const base = `http://${topo.vip}:${topo.servicePort}`;
-      const [small, big] = await httpGetManyFrom(topo.netns.client, [`${base}/`, `${base}/big`]);
-      expect(small).toMatchObject({ status: 200, backend: be.name, body: `backend ${be.name}\n` });
-      expect(big!.bytes).toBe(BIG);
-      expect(big!.sha256).toBe(bigFileSha256(BIG));
-      expect(nat.forwarded()).toBeGreaterThan(BIG / 1500);
+      const urls = [...Array.from({ length: 6 }, () => `${base}/`), `${base}/big`];
+      const res = await httpGetManyFrom(topo.netns.client, urls);
+      for (const small of res.slice(0, 6)) {
+        expect(small).toMatchObject({ status: 200, backend: be.name, body: `backend ${be.name}\n` });
+      }
+      const big = res[6]!;
+      expect(big.bytes).toBe(BIG);
+      expect(big.sha256).toBe(bigFileSha256(BIG));
+      const forwarded = nats.reduce((a, n) => a + n.forwarded(), 0);
+      expect(forwarded).toBeGreaterThan(BIG / 1500);
+      expect(dev.stats().txErrors).toBe(0);
     } finally {
-      nat.stop();
+      for (const n of nats) n.stop();
       dev.close();
     }
   });

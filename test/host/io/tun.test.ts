@@ -216,6 +216,7 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
       });
     });
     expect(() => q.onReadable(() => undefined)).toThrow(TunError);
+    expect(() => q.readable()).toThrow(TunError); // one poll handle per fd
     await nodeInNs(udpSender(1, 7000, 'wake', 0));
     await woke;
     expect(fired).toBeGreaterThan(0);
@@ -223,6 +224,17 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
     expect(() => q.readBatch(buf, offs, lens, 4)).toThrowError(expect.objectContaining({ code: 'TUN_CLOSED' }));
     // Not persistent: the device vanished with its last fd.
     expect(tryRun(['ip', '-n', NS, 'link', 'show', 'wlbt4'])).toBe(false);
+  });
+
+  it('times out a readable() wait on an idle queue, and ends it when the queue closes', async () => {
+    const dev = openWithAddress('wlbt6');
+    const q = dev.queues[0]!;
+    const t0 = Date.now();
+    expect(await q.readable(100)).toBe(false);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(90);
+    const waiting = q.readable();
+    dev.close();
+    expect(await waiting).toBe(false);
   });
 
   it('refuses bad names and a missing namespace with typed errors', () => {
