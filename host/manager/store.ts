@@ -128,15 +128,6 @@ export class StoreError extends Error {
   }
 }
 
-/** Compact Map key for an affinity key: 7 UTF-16 code units, 104 bits, no collisions. */
-export function affinityKeyId(proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number): string {
-  return String.fromCharCode(proto, srcIp >>> 16, srcIp & 0xffff, srcPort, dstIp >>> 16, dstIp & 0xffff, dstPort);
-}
-
-function keyIdOf(key: FlowKey): string {
-  return affinityKeyId(key.proto, key.srcIp, key.srcPort, key.dstIp, key.dstPort);
-}
-
 /** The two fixed affinities of a flow, derived from the record (the NAT data). */
 export function flowAffinities(flow: AffinityFlow): FlowAffinities {
   const b = flow.backend;
@@ -175,8 +166,9 @@ class FlowRecord implements AffinityFlow {
   owner: string;
   backend: Backend;
   heapIndex = -1;
-  readonly forwardId: string;
-  readonly reverseId: string;
+  /** Source of the return direction's key (its destination is the client): backend (nat) or VIP (dispatch). */
+  readonly returnSrcIp: number;
+  readonly returnSrcPort: number;
 
   constructor(
     readonly proto: number,
@@ -197,18 +189,135 @@ class FlowRecord implements AffinityFlow {
     this.state = state;
     this.expiresAt = expiresAt;
     this.version = version;
-    this.forwardId = affinityKeyId(proto, clientIp, clientPort, vipIp, vipPort);
-    this.reverseId =
-      mode === 'nat'
-        ? affinityKeyId(proto, backend.ip, backend.port, clientIp, clientPort)
-        : affinityKeyId(proto, vipIp, vipPort, clientIp, clientPort);
+    this.returnSrcIp = mode === 'nat' ? backend.ip : vipIp;
+    this.returnSrcPort = mode === 'nat' ? backend.port : vipPort;
+  }
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// The affinity index: open addressing with linear probing over two slots per flow (one per
+// direction). No key strings are built: a lookup hashes the 5-tuple and compares fields. Deletion
+// shifts the following run back (no tombstones), so probe runs stay short under churn.
+
+const DIR_FORWARD = 0;
+const DIR_REVERSE = 1;
+
+function hashKey(proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number): number {
+  let h = Math.imul(srcIp ^ ((srcPort << 16) | dstPort), 0x9e3779b1);
+  h ^= Math.imul(dstIp ^ (proto << 24), 0x85ebca77);
+  h ^= h >>> 15;
+  h = Math.imul(h, 0xc2b2ae3d);
+  h ^= h >>> 13;
+  return h >>> 0;
+}
+
+class AffinityIndex {
+  private records: (FlowRecord | null)[];
+  private dirs: Uint8Array;
+  private hashes: Uint32Array;
+  private mask: number;
+  private used = 0;
+
+  constructor(capacity = 1024) {
+    this.records = new Array<FlowRecord | null>(capacity).fill(null);
+    this.dirs = new Uint8Array(capacity);
+    this.hashes = new Uint32Array(capacity);
+    this.mask = capacity - 1;
+  }
+
+  get(proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number): FlowRecord | undefined {
+    let i = hashKey(proto, srcIp, srcPort, dstIp, dstPort) & this.mask;
+    for (;;) {
+      const r = this.records[i];
+      if (r === null || r === undefined) return undefined;
+      if (r.proto === proto) {
+        if (this.dirs[i] === DIR_FORWARD) {
+          if (r.clientIp === srcIp && r.clientPort === srcPort && r.vipIp === dstIp && r.vipPort === dstPort) return r;
+        } else if (r.returnSrcIp === srcIp && r.returnSrcPort === srcPort && r.clientIp === dstIp && r.clientPort === dstPort) {
+          return r;
+        }
+      }
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  /** Adds both directions of a record (the caller checked that neither key is held). */
+  add(record: FlowRecord): void {
+    if ((this.used + 2) * 2 > this.records.length) this.grow();
+    this.put(record, DIR_FORWARD);
+    this.put(record, DIR_REVERSE);
+  }
+
+  remove(record: FlowRecord): void {
+    this.removeSlot(record, DIR_FORWARD);
+    this.removeSlot(record, DIR_REVERSE);
+  }
+
+  private hashOf(record: FlowRecord, dir: number): number {
+    return dir === DIR_FORWARD
+      ? hashKey(record.proto, record.clientIp, record.clientPort, record.vipIp, record.vipPort)
+      : hashKey(record.proto, record.returnSrcIp, record.returnSrcPort, record.clientIp, record.clientPort);
+  }
+
+  private put(record: FlowRecord, dir: number): void {
+    const h = this.hashOf(record, dir);
+    let i = h & this.mask;
+    while (this.records[i] !== null) i = (i + 1) & this.mask;
+    this.records[i] = record;
+    this.dirs[i] = dir;
+    this.hashes[i] = h;
+    this.used++;
+  }
+
+  private removeSlot(record: FlowRecord, dir: number): void {
+    const mask = this.mask;
+    let i = this.hashOf(record, dir) & mask;
+    for (;;) {
+      const r = this.records[i];
+      if (r === null || r === undefined) return;
+      if (r === record && this.dirs[i] === dir) break;
+      i = (i + 1) & mask;
+    }
+    // Backward-shift deletion: move later entries of the run into the hole when their home
+    // slot is not between the hole and where they sit.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const r = this.records[j];
+      if (r === null || r === undefined) break;
+      const home = this.hashes[j]! & mask;
+      const stays = i <= j ? i < home && home <= j : i < home || home <= j;
+      if (stays) continue;
+      this.records[i] = r;
+      this.dirs[i] = this.dirs[j]!;
+      this.hashes[i] = this.hashes[j]!;
+      i = j;
+    }
+    this.records[i] = null;
+    this.used--;
+  }
+
+  private grow(): void {
+    const old = this.records;
+    const oldDirs = this.dirs;
+    const capacity = old.length * 2;
+    this.records = new Array<FlowRecord | null>(capacity).fill(null);
+    this.dirs = new Uint8Array(capacity);
+    this.hashes = new Uint32Array(capacity);
+    this.mask = capacity - 1;
+    this.used = 0;
+    for (let k = 0; k < old.length; k++) {
+      const r = old[k];
+      if (r) this.put(r, oldDirs[k]!);
+    }
   }
 }
 
 export class AffinityStore {
   readonly timers: StoreTimers;
   private readonly now: () => number;
-  private readonly index = new Map<string, FlowRecord>();
+  private readonly index = new AffinityIndex();
   private readonly heap: FlowRecord[] = [];
   private readonly perBackend = new Map<string, number>();
   private versionClock = 0;
@@ -229,7 +338,7 @@ export class AffinityStore {
 
   /** The flow owning this affinity key (either direction), if any. */
   lookup(key: FlowKey): AffinityFlow | undefined {
-    return this.index.get(keyIdOf(key));
+    return this.find(key);
   }
 
   /**
@@ -238,7 +347,7 @@ export class AffinityStore {
    * and the existing flow comes back with created = false: the caller re-sends it, not a new pick.
    */
   insert(flow: NewFlow): { readonly flow: AffinityFlow; readonly created: boolean; readonly update: AffinityUpdate } {
-    const existing = this.index.get(keyIdOf(flow.key));
+    const existing = this.find(flow.key);
     if (existing) return { flow: existing, created: false, update: this.resendOf(existing) };
     const now = this.now();
     const record = new FlowRecord(
@@ -255,7 +364,7 @@ export class AffinityStore {
       ++this.versionClock,
       now,
     );
-    const clash = this.index.get(record.reverseId);
+    const clash = this.index.get(record.proto, record.returnSrcIp, record.returnSrcPort, record.clientIp, record.clientPort);
     if (clash) {
       // The return key is held by another flow: the same backend address:port already talks to
       // this client address:port. Refuse rather than corrupt the other flow.
@@ -271,7 +380,7 @@ export class AffinityStore {
    * expiry is not extended; the update carries the remaining sticky time. Unknown key: null.
    */
   renew(key: FlowKey): AffinityUpdate | null {
-    const record = this.index.get(keyIdOf(key));
+    const record = this.find(key);
     if (!record) return null;
     if (record.state === 'closing') return this.resendOf(record);
     record.expiresAt = this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs;
@@ -285,7 +394,7 @@ export class AffinityStore {
    * agent (plus the slack here). A second FIN/RST never extends it. Unknown key: null.
    */
   close(key: FlowKey, _reason: CloseReason): AffinityUpdate | null {
-    const record = this.index.get(keyIdOf(key));
+    const record = this.find(key);
     if (!record) return null;
     if (record.state === 'closing') return this.resendOf(record);
     const expiresAt = this.now() + this.timers.stickyMs + this.timers.expirySlackMs;
@@ -300,7 +409,7 @@ export class AffinityStore {
 
   /** Removes a flow now (e.g. the agent denied it). Returns it so the balancer count goes down. */
   remove(key: FlowKey): AffinityFlow | undefined {
-    const record = this.index.get(keyIdOf(key));
+    const record = this.find(key);
     if (!record) return undefined;
     this.delete(record);
     return record;
@@ -344,8 +453,7 @@ export class AffinityStore {
    */
   upsertReplicated(entry: ReplicatedAffinity, remainingTtlMs: number): ReplicationOutcome {
     if (entry.version > this.versionClock) this.versionClock = entry.version;
-    const forwardId = affinityKeyId(entry.proto, entry.clientIp, entry.clientPort, entry.vipIp, entry.vipPort);
-    const existing = this.index.get(forwardId);
+    const existing = this.index.get(entry.proto, entry.clientIp, entry.clientPort, entry.vipIp, entry.vipPort);
     if (existing && existing.version > entry.version) return 'stale';
     if (remainingTtlMs <= 0) {
       if (!existing) return 'absent';
@@ -378,7 +486,7 @@ export class AffinityStore {
       entry.version,
       this.now(),
     );
-    const clash = this.index.get(record.reverseId);
+    const clash = this.index.get(record.proto, record.returnSrcIp, record.returnSrcPort, record.clientIp, record.clientPort);
     if (clash) this.delete(clash); // the primary's view wins: it gave the return key to this flow
     this.add(record);
     return existing ? 'updated' : 'inserted';
@@ -409,6 +517,10 @@ export class AffinityStore {
 
   // -------------------------------------------------------------------------------------------
 
+  private find(key: FlowKey): FlowRecord | undefined {
+    return this.index.get(key.proto, key.srcIp, key.srcPort, key.dstIp, key.dstPort);
+  }
+
   private resendOf(record: FlowRecord): AffinityUpdate {
     // The agent forgets expirySlackMs before the manager does, in both states.
     const ttl = Math.max(0, Math.min(this.timers.agentFixedTtlMs, record.expiresAt - this.now() - this.timers.expirySlackMs));
@@ -416,8 +528,7 @@ export class AffinityStore {
   }
 
   private add(record: FlowRecord): void {
-    this.index.set(record.forwardId, record);
-    this.index.set(record.reverseId, record);
+    this.index.add(record);
     record.heapIndex = this.heap.length;
     this.heap.push(record);
     this.siftUp(record.heapIndex);
@@ -426,8 +537,7 @@ export class AffinityStore {
   }
 
   private delete(record: FlowRecord): void {
-    if (this.index.get(record.forwardId) === record) this.index.delete(record.forwardId);
-    if (this.index.get(record.reverseId) === record) this.index.delete(record.reverseId);
+    this.index.remove(record);
     const i = record.heapIndex;
     const last = this.heap.pop()!;
     if (last !== record) {
