@@ -11,7 +11,7 @@ import { BENCH_DST_PREFIX, BENCH_LOCAL, echoLoop, inject, type EchoResult } from
 
 const NS = `wlbt-bench${process.pid}`;
 const DEV = 'wlbtb0';
-/** Packets circulating per queue: below the TUN's default tx queue (500) so the kernel drops none. */
+/** Packets circulating per queue for throughput: below the TUN's tx queue (500) so the kernel drops none. */
 const INFLIGHT = 256;
 
 // The worker runs TypeScript too: it registers tsx's loader itself (whatever started this process).
@@ -22,6 +22,8 @@ interface Case {
   mode: 'main thread' | 'workers';
   queues: number;
   payload: number;
+  /** Packets circulating per queue; 1 measures the wake-up path (libuv poll → callback) per packet. */
+  inflight: number;
 }
 
 async function measure(c: Case, durationMs: number, warmupMs: number): Promise<EchoResult> {
@@ -40,7 +42,7 @@ async function measure(c: Case, durationMs: number, warmupMs: number): Promise<E
     if (c.mode === 'main thread') {
       const q = dev.queues[0]!;
       const done = echoLoop(q, durationMs, warmupMs);
-      inject(q, INFLIGHT, c.payload, 0);
+      inject(q, c.inflight, c.payload, 0);
       return await done;
     }
     const results = await Promise.all(
@@ -49,7 +51,7 @@ async function measure(c: Case, durationMs: number, warmupMs: number): Promise<E
           new Promise<EchoResult>((resolve, reject) => {
             const w = new Worker(WORKER_BOOT, {
               eval: true,
-              workerData: { fd: q.fd, index: q.index, inflight: INFLIGHT, payload: c.payload, durationMs, warmupMs },
+              workerData: { fd: q.fd, index: q.index, inflight: c.inflight, payload: c.payload, durationMs, warmupMs },
             });
             w.once('message', (r: EchoResult) => resolve(r));
             w.once('error', reject);
@@ -69,18 +71,19 @@ async function measure(c: Case, durationMs: number, warmupMs: number): Promise<E
 
 export const section: BenchSection = {
   name: 'tun',
-  title: 'TUN device: read → write loop through kernel forwarding (closed loop, 256 packets in flight per queue)',
+  title: 'TUN device: read → write loop through kernel forwarding (closed loop)',
   async run(opts: BenchOptions): Promise<BenchRow[]> {
     const reason = liveUnavailableReason();
     if (reason) return [{ case: 'skipped', reason }];
     const durationMs = opts.quick ? 300 : 1500;
     const warmupMs = opts.quick ? 100 : 300;
     const cases: Case[] = [
-      { mode: 'main thread', queues: 1, payload: 64 - 28 },
-      { mode: 'main thread', queues: 1, payload: 1400 - 28 },
-      { mode: 'workers', queues: 1, payload: 64 - 28 },
-      { mode: 'workers', queues: 2, payload: 64 - 28 },
-      { mode: 'workers', queues: 2, payload: 1400 - 28 },
+      { mode: 'main thread', queues: 1, payload: 64 - 28, inflight: INFLIGHT },
+      { mode: 'main thread', queues: 1, payload: 1400 - 28, inflight: INFLIGHT },
+      { mode: 'main thread', queues: 1, payload: 64 - 28, inflight: 1 },
+      { mode: 'workers', queues: 1, payload: 64 - 28, inflight: INFLIGHT },
+      { mode: 'workers', queues: 2, payload: 64 - 28, inflight: INFLIGHT },
+      { mode: 'workers', queues: 2, payload: 1400 - 28, inflight: INFLIGHT },
     ];
     deleteNetns(NS);
     run(['ip', 'netns', 'add', NS]);
@@ -101,12 +104,15 @@ export const section: BenchSection = {
         const r = await measure(c, durationMs, warmupMs);
         const s = r.ms / 1000;
         rows.push({
-          case: `${c.mode}, ${c.queues} queue${c.queues > 1 ? 's' : ''}, ${c.payload + 28} B`,
+          case: `${c.mode}, ${c.queues} queue${c.queues > 1 ? 's' : ''}, ${c.payload + 28} B, ${c.inflight} in flight`,
           queues: c.queues,
+          inflight: c.inflight,
           packetBytes: c.payload + 28,
           pps: Math.round(r.packets / s),
           mbitPerS: Number(((r.bytes * 8) / s / 1e6).toFixed(1)),
           packetsPerWakeup: r.wakeups ? Number((r.packets / r.wakeups).toFixed(1)) : null,
+          // With one packet in flight this is the full turn: wake-up, read, write, kernel forward.
+          usPerTurn: r.packets && c.inflight === 1 ? Number(((r.ms * 1000 * c.inflight * c.queues) / r.packets).toFixed(2)) : null,
         });
       }
       return rows;
