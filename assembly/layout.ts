@@ -305,7 +305,13 @@ export function initLayout(
   p += <u64>(INFO_SLOTS * INFO_SIZE);
   const fBase = p;
   if (p + <u64>(16 * FIXED_SIZE) > budget) return Status.NO_MEMORY;
-  const fSlots64 = (budget - p) / FIXED_SIZE;
+  // the fixed table takes every remaining byte, or (when a capacity is asked) 5/4 of it: 80 % load at
+  // the asked capacity, and a smaller table is a smaller cache / TLB footprint
+  let fSlots64 = (budget - p) / FIXED_SIZE;
+  if (fixedWanted != 0) {
+    const want = (<u64>fixedWanted * 5 + 3) / 4;
+    if (want < fSlots64) fSlots64 = want < 16 ? 16 : want;
+  }
   const fSlots: u32 = fSlots64 > 0x7fffffff ? 0x7fffffff : <u32>fSlots64;
   const fCap = <u32>((<u64>fSlots * FIXED_LOAD_NUM) / FIXED_LOAD_DEN);
   if (fixedWanted > fCap) return Status.NO_MEMORY;

@@ -272,6 +272,16 @@ export interface LoadOptions {
   disabledCapabilities?: number;
 }
 
+/** The part of WebAssembly.Memory we use (tsconfig's lib has no WebAssembly types). */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(pages: number): number;
+}
+interface WasmMemoryConstructor {
+  new (descriptor: { initial: number; maximum: number }): WasmMemory;
+}
+const WasmMemoryCtor = (globalThis as unknown as { WebAssembly: { Memory: WasmMemoryConstructor } }).WebAssembly.Memory;
+
 interface RawExports {
   init(budget: number, fixed: number, wildcards: number, ext: number, seed: number, disabledCaps: number): number;
   layout(): number;
@@ -424,7 +434,7 @@ export class ForwardingFirmware {
   readonly capacities: Capacities;
   /** Capability bits (Capability.*). */
   readonly capabilities: number;
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   /** Raw exports for the hot path. */
   readonly raw: RawExports;
   /** The packet region (BATCH_MAX x packetSlot bytes); descriptor offsets are relative to it. */
@@ -438,7 +448,7 @@ export class ForwardingFirmware {
   private readonly counterView: BigUint64Array;
   private readonly infoBase: number;
 
-  private constructor(memory: WebAssembly.Memory, raw: RawExports) {
+  private constructor(memory: WasmMemory, raw: RawExports) {
     this.memory = memory;
     this.raw = raw;
     const buf = memory.buffer;
@@ -484,7 +494,7 @@ export class ForwardingFirmware {
     }
     const pages = budget / WASM_PAGE;
     const binary = withMemoryPages(new Uint8Array(await readFile(opts.wasmPath ?? DEFAULT_WASM_PATH)), pages);
-    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+    const memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
     const { instance } = await instantiate<Record<string, unknown>>(binary, { env: { memory } });
     const raw = instance.exports as unknown as RawExports;
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
