@@ -127,3 +127,47 @@ export function checkCidr(cidr: string): string {
   if (!ok) throw new NetconfError('BAD_ARGUMENT', `bad IPv4 address or prefix '${cidr}'`);
   return cidr;
 }
+
+/**
+ * Keeps one route into the TUN per advertised VIP while its wildcard affinity lives: `update(vips)` adds the
+ * routes of new VIPs and removes those of VIPs no longer advertised. With `apply: false` nothing runs and
+ * the lines are only returned (the agent prints them); with `apply: true` they run (`--setup`).
+ */
+export class VipRoutes {
+  private readonly live = new Set<string>();
+
+  constructor(
+    private readonly device: string,
+    private readonly opts: { apply: boolean; netns?: string },
+  ) {
+    checkIfname(device);
+  }
+
+  /** Makes the routed set equal to `vips` (addresses or prefixes); returns the command lines it produced. */
+  update(vips: Iterable<string>): string[] {
+    const want = new Set<string>();
+    for (const v of vips) want.add(v.includes('/') ? checkCidr(v) : `${checkCidr(v)}/32`);
+    const add = [...want].filter((v) => !this.live.has(v));
+    const del = [...this.live].filter((v) => !want.has(v));
+    const cmds = [
+      ...routeCommands(this.device, add, 'add', this.opts.netns),
+      ...routeCommands(this.device, del, 'del', this.opts.netns),
+    ];
+    const lines = runCommands(cmds, { dryRun: !this.opts.apply });
+    for (const v of add) this.live.add(v);
+    for (const v of del) this.live.delete(v);
+    return lines;
+  }
+
+  /** Removes every route this object added (agent shutdown). Already-gone routes are not an error. */
+  clear(): string[] {
+    const cmds = routeCommands(this.device, [...this.live], 'del', this.opts.netns);
+    this.live.clear();
+    return runCommands(cmds, { dryRun: !this.opts.apply, ignoreErrors: true });
+  }
+
+  /** The VIP prefixes currently routed into the device. */
+  routed(): string[] {
+    return [...this.live].sort();
+  }
+}

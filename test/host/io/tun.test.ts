@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunDevice, TunError, TunQueue } from '../../../host/io/tun.ts';
-import { formatCommand, routeCommands, runCommands, tunSetupCommands } from '../../../host/io/netconf.ts';
+import { VipRoutes, formatCommand, routeCommands, runCommands, tunSetupCommands } from '../../../host/io/netconf.ts';
 import { deleteNetns, deleteNetnsWithPrefix, liveUnavailableReason, run, tryRun } from '../../live/netns.ts';
 import { buildUdp, bytesToIpv4, ipv4HeaderChecksumOk, l4ChecksumOk } from './packets.ts';
 
@@ -237,6 +237,32 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
     expect(await waiting).toBe(false);
   });
 
+  it('routes each advertised VIP into the device while it lives, and only then', () => {
+    const dev = openWithAddress('wlbt7');
+    try {
+      const routes = (): string =>
+        run(['ip', '-n', NS, '-4', 'route', 'show', 'dev', 'wlbt7'])
+          .split('\n')
+          .filter((l) => l.startsWith('10.99.100.'))
+          .map((l) => l.split(' ')[0])
+          .sort()
+          .join(',');
+      const vips = new VipRoutes('wlbt7', { apply: true, netns: NS });
+      expect(vips.update(['10.99.100.1', '10.99.100.2'])).toHaveLength(2);
+      expect(routes()).toBe('10.99.100.1,10.99.100.2');
+      expect(vips.update(['10.99.100.2', '10.99.100.3'])).toEqual([
+        `ip -n ${NS} route replace 10.99.100.3/32 dev wlbt7`,
+        `ip -n ${NS} route del 10.99.100.1/32 dev wlbt7`,
+      ]);
+      expect(routes()).toBe('10.99.100.2,10.99.100.3');
+      expect(vips.update(['10.99.100.3', '10.99.100.2'])).toEqual([]); // nothing changed, nothing run
+      vips.clear();
+      expect(routes()).toBe('');
+    } finally {
+      dev.close();
+    }
+  });
+
   it('refuses bad names and a missing namespace with typed errors', () => {
     expect(() => TunDevice.open('a-name-that-is-too-long')).toThrowError(
       expect.objectContaining({ code: 'BAD_ARGUMENT' }),
@@ -288,5 +314,13 @@ describe('ip command plans (no device needed)', () => {
       expect.objectContaining({ code: 'BAD_ARGUMENT' }),
     );
     expect(formatCommand(['echo', "it's"])).toBe(`echo 'it'\\''s'`);
+  });
+
+  it('only prints VIP route changes without --setup', () => {
+    const vips = new VipRoutes('wlb0', { apply: false });
+    expect(vips.update(['10.99.100.1'])).toEqual(['ip route replace 10.99.100.1/32 dev wlb0']);
+    expect(vips.routed()).toEqual(['10.99.100.1/32']);
+    expect(vips.update([])).toEqual(['ip route del 10.99.100.1/32 dev wlb0']);
+    expect(() => vips.update(['10.99.100.256'])).toThrowError(expect.objectContaining({ code: 'BAD_ARGUMENT' }));
   });
 });
