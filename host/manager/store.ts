@@ -9,8 +9,9 @@
 //                             still reaches the same backend
 //
 // Invariants:
-//   - Both directions of a flow map to the same record; a record is in the index under exactly
-//     its two keys and in the expiry heap exactly once (heapIndex), until it expires or is removed.
+//   - Both directions of a flow map to the same record; a record is in the affinity index under
+//     exactly its two keys (open addressing on the 5-tuple, no key strings) and in the expiry heap
+//     exactly once (heapIndex), until it expires or is removed.
 //   - Expiry is an indexed binary min-heap on expiresAt: renew and close move one record in
 //     O(log n); `expire(now)` pops only what is due. No per-tick scan, so 1M flows cost nothing
 //     while idle.
@@ -21,7 +22,7 @@
 //     has seen, so after takeover its own changes are newer than anything the old primary sent
 //     (an old primary returns as backup and resyncs before it may lead again).
 
-import type { Backend, FlowKey } from './decision.ts';
+import type { Backend, Balancer, FlowKey } from './decision.ts';
 
 export type ForwardingMode = 'nat' | 'dispatch';
 export type FlowState = 'active' | 'closing';
@@ -440,7 +441,20 @@ export class AffinityStore {
     return Math.max(0, flow.expiresAt - this.now());
   }
 
-  /** Every live flow, for periodic replication refresh and bulk resync. */
+  /**
+   * Removes every flow placed on this backend (a VIP configured with unhealthyFlows: remove) and
+   * returns them. O(flows): meant for rare health events, not the packet path.
+   */
+  removeByBackend(backendId: string): AffinityFlow[] {
+    const doomed = this.heap.filter((r) => r.backend.id === backendId);
+    for (const record of doomed) this.delete(record);
+    return doomed;
+  }
+
+  /**
+   * Every live flow, for periodic replication refresh and bulk resync. Do not change the store
+   * while iterating; take a snapshot (`[...store.entries()]`) to spread work over time.
+   */
   entries(): IterableIterator<AffinityFlow> {
     return this.heap.values();
   }
@@ -586,4 +600,56 @@ export class AffinityStore {
     heap[i] = item;
     item.heapIndex = i;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The new-flow path, store first: what a manager does with an interest match on a VIP wildcard.
+
+export type Admission =
+  /** The key already has a flow (duplicate SYN, retransmit, UDP from the same addr:port): renewed. */
+  | { readonly kind: 'existing'; readonly update: AffinityUpdate }
+  /** A new flow on the balancer's pick; the balancer counted it. */
+  | { readonly kind: 'new'; readonly update: AffinityUpdate }
+  /** No healthy backend: nothing stored; the caller lets the packet go (or denies). */
+  | { readonly kind: 'no-backend' }
+  /** The pick's return key belongs to another flow; nothing stored. */
+  | { readonly kind: 'conflict'; readonly backend: Backend };
+
+/**
+ * Looks the key up first (stickiness), else asks the balancer, stores the flow and commits it on
+ * the balancer. The returned update is what to send to the agent (both directions, with its TTL).
+ */
+export function admitFlow(
+  store: AffinityStore,
+  balancer: Balancer,
+  key: FlowKey,
+  mode: ForwardingMode,
+  owner: string,
+): Admission {
+  const renewed = store.renew(key);
+  if (renewed) return { kind: 'existing', update: renewed };
+  const backend = balancer.pick(key);
+  if (!backend) return { kind: 'no-backend' };
+  try {
+    const { update } = store.insert({ key, backend, mode, owner });
+    balancer.onFlowStart(backend);
+    return { kind: 'new', update };
+  } catch (err) {
+    if (err instanceof StoreError && err.code === 'KEY_CONFLICT') return { kind: 'conflict', backend };
+    throw err;
+  }
+}
+
+/**
+ * Expires what is due and ends each flow on its VIP's balancer (looked up by the flow), so
+ * weighted least connections sees the load go down. Returns the expired flows.
+ */
+export function expireFlows(
+  store: AffinityStore,
+  balancerOf: (flow: AffinityFlow) => Balancer | undefined,
+  now?: number,
+): AffinityFlow[] {
+  const expired = store.expire(now);
+  for (const flow of expired) balancerOf(flow)?.onFlowEnd(flow.backend);
+  return expired;
 }

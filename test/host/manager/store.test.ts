@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ipv4ToInt, makeBackend, PROTO_TCP, PROTO_UDP, type FlowKey } from '../../../host/manager/decision.ts';
+import { createBalancer, ipv4ToInt, makeBackend, PROTO_TCP, PROTO_UDP, type FlowKey } from '../../../host/manager/decision.ts';
 import {
+  admitFlow,
   AffinityStore,
+  expireFlows,
   flowAffinities,
   StoreError,
   type AffinityFlow,
@@ -286,5 +288,41 @@ describe('replication hooks', () => {
     const r = backup.store.renew(clientKey(0))!;
     expect(r.agentTtlMs).toBe(10_000);
     expect(backup.store.currentVersion).toBe(r.flow.version);
+  });
+});
+
+describe('the new-flow path (store first, then balancer)', () => {
+  it('same key, same backend; balancer counts follow creation and expiry', () => {
+    const { store, clock } = storeWithClock();
+    const lb = createBalancer('wlc', [B1, B2]);
+    const first = admitFlow(store, lb, clientKey(1), 'nat', 'a');
+    expect(first.kind).toBe('new');
+    // A duplicate SYN even after the balancer would now choose the other backend.
+    clock.advance(1_000);
+    const dup = admitFlow(store, lb, clientKey(1), 'nat', 'a');
+    expect(dup.kind).toBe('existing');
+    if (first.kind === 'new' && dup.kind === 'existing') {
+      expect(dup.update.flow.backend).toBe(first.update.flow.backend);
+      expect(dup.update.agentTtlMs).toBe(10_000);
+    }
+    expect(admitFlow(store, lb, clientKey(2), 'nat', 'a').kind).toBe('new');
+    expect(lb.status().map((s) => s.activeFlows)).toEqual([1, 1]);
+    clock.advance(14_000);
+    expect(expireFlows(store, () => lb)).toHaveLength(2);
+    expect(lb.status().map((s) => s.activeFlows)).toEqual([0, 0]);
+    lb.setHealth(B1.id, false);
+    lb.setHealth(B2.id, false);
+    expect(admitFlow(store, lb, clientKey(3), 'nat', 'a')).toEqual({ kind: 'no-backend' });
+    expect(store.size).toBe(0);
+  });
+
+  it('removeByBackend takes only that backend\'s flows', () => {
+    const { store } = storeWithClock();
+    for (let i = 0; i < 10; i++) store.insert({ key: clientKey(i), backend: i < 3 ? B1 : B2, mode: 'nat', owner: 'a' });
+    expect(store.removeByBackend(B1.id)).toHaveLength(3);
+    expect(store.size).toBe(7);
+    expect(store.lookup(clientKey(0))).toBeUndefined();
+    expect(store.lookup(returnKey(5, B2))).toBeDefined();
+    expect(store.flowsPerBackend().get(B1.id)).toBeUndefined();
   });
 });
