@@ -8,6 +8,8 @@ export {
   readSecurityKey,
   selectManager,
   storeTimersOf,
+  vipBackends,
+  vipProtocol,
   type ConfigErrorCode,
   type ConfigIssue,
   type ConfigOverrides,

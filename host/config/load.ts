@@ -10,8 +10,9 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
+import { makeBackend, PROTO_TCP, PROTO_UDP, type Backend } from '../manager/decision.ts';
 import type { StoreTimers } from '../manager/store.ts';
-import { configSchema, type BalancerName, type ManagerConfig, type Role, type SecurityConfig, type WasmlbConfig } from './schema.ts';
+import { configSchema, type BalancerName, type ManagerConfig, type Role, type SecurityConfig, type VipConfig, type WasmlbConfig } from './schema.ts';
 
 export type ConfigErrorCode = 'CONFIG_READ' | 'CONFIG_SYNTAX' | 'CONFIG_INVALID' | 'CONFIG_OVERRIDE';
 
@@ -305,6 +306,16 @@ export function storeTimersOf(manager: ManagerConfig): StoreTimers {
     backupSlackMs: manager.timers.backupSlack,
     stickyMs: manager.timers.sticky,
   };
+}
+
+/** A VIP's backends as the balancers take them. */
+export function vipBackends(vip: VipConfig): Backend[] {
+  return vip.backends.map((b) => makeBackend(b.address, b.port, b.weight));
+}
+
+/** The IANA protocol number of a VIP (what affinity keys carry). */
+export function vipProtocol(vip: VipConfig): number {
+  return vip.protocol === 'udp' ? PROTO_UDP : PROTO_TCP;
 }
 
 /** The shared key bytes: from `key` (hex) or the hex text in `keyFile`. */

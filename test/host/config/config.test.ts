@@ -14,6 +14,8 @@ import {
   readSecurityKey,
   selectManager,
   storeTimersOf,
+  vipBackends,
+  vipProtocol,
 } from '../../../host/config/index.ts';
 
 const EXAMPLES = path.resolve(import.meta.dirname, '../../../examples');
@@ -74,6 +76,8 @@ describe('examples', () => {
     expect(dsr.managers[0]!.clientDomain).toEqual(['192.168.0.0/16', '172.16.0.0/12']);
     expect(dsr.vips[0]!.backends[0]).toEqual({ address: '10.0.2.1', port: 53, weight: 3 });
     expect(dsr.vips[0]!.protocol).toBe('udp');
+    expect(vipProtocol(dsr.vips[0]!)).toBe(17);
+    expect(vipBackends(dsr.vips[0]!).map((b) => [b.id, b.weight])).toEqual([['10.0.2.1:53', 3], ['10.0.2.2:53', 1]]);
   });
 });
 
