@@ -616,7 +616,7 @@ export type Admission =
   | { readonly kind: 'conflict'; readonly backend: Backend };
 
 /**
- * Looks the key up first (stickiness), else asks the balancer, stores the flow and commits it on
+ * Looks the key up first (stickiness; a closing flow past its sticky time does not count), else asks the balancer, stores the flow and commits it on
  * the balancer. The returned update is what to send to the agent (both directions, with its TTL).
  */
 export function admitFlow(
@@ -627,7 +627,12 @@ export function admitFlow(
   owner: string,
 ): Admission {
   const renewed = store.renew(key);
-  if (renewed) return { kind: 'existing', update: renewed };
+  if (renewed) {
+    if (renewed.flow.state === 'active' || renewed.agentTtlMs > 0) return { kind: 'existing', update: renewed };
+    // A closing flow past its sticky time: the key is being reused by a new connection.
+    store.remove(key);
+    balancer.onFlowEnd(renewed.flow.backend);
+  }
   const backend = balancer.pick(key);
   if (!backend) return { kind: 'no-backend' };
   try {

@@ -310,6 +310,18 @@ describe('the new-flow path (store first, then balancer)', () => {
     clock.advance(14_000);
     expect(expireFlows(store, () => lb)).toHaveLength(2);
     expect(lb.status().map((s) => s.activeFlows)).toEqual([0, 0]);
+    // FIN: within the sticky time the key keeps its backend; after it, the key is a new flow.
+    const c = admitFlow(store, lb, clientKey(4), 'nat', 'a');
+    store.close(clientKey(4), 'fin');
+    clock.advance(1_999);
+    expect(admitFlow(store, lb, clientKey(4), 'nat', 'a')).toMatchObject({ kind: 'existing', update: { agentTtlMs: 1 } });
+    clock.advance(1);
+    const reused = admitFlow(store, lb, clientKey(4), 'nat', 'a');
+    expect(reused.kind).toBe('new');
+    if (reused.kind === 'new' && c.kind === 'new') expect(reused.update.flow).not.toBe(c.update.flow);
+    expect(lb.status().reduce((a, s) => a + s.activeFlows, 0)).toBe(1);
+    expect(store.size).toBe(1);
+    store.remove(clientKey(4));
     lb.setHealth(B1.id, false);
     lb.setHealth(B2.id, false);
     expect(admitFlow(store, lb, clientKey(3), 'nat', 'a')).toEqual({ kind: 'no-backend' });
