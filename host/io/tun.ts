@@ -109,16 +109,20 @@ export class TunQueue {
   }
 
   /**
-   * Reads up to `max` packets without blocking, packed into `into` from offset 0, each starting on an
-   * 8-byte boundary. Packet i is `into[offsets[i] .. offsets[i] + lengths[i])`. Stops at `max`, when the
-   * kernel has nothing more (EAGAIN), or when less than `maxPacket + 1` bytes of `into` are left.
-   * Returns the number of packets read.
+   * Reads up to `max` packets without blocking. Packet i is `into[offsets[i] .. offsets[i] + lengths[i])`.
+   * Packed layout (default): packets follow each other from offset 0, each on an 8-byte boundary. Slot
+   * layout (`stride`, ≥ maxPacket + 1): packet i sits at `i * stride`, for a batch region of fixed slots.
+   * Stops at `max`, when the kernel has nothing more (EAGAIN), or when `into` has no room for one more
+   * packet of `maxPacket` bytes. Returns the number of packets read.
    */
-  readBatch(into: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, max: number): number {
+  readBatch(into: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, max: number, stride?: number): number {
     this.checkOpen();
     const limit = Math.min(max, offsets.length, lengths.length);
     const { read, errno } = libc();
     const window = this.maxPacket + 1;
+    if (stride !== undefined && (!Number.isInteger(stride) || stride < window)) {
+      throw new TunError('BAD_ARGUMENT', `stride ${stride} is smaller than maxPacket + 1 (${window})`);
+    }
     if (into.length < window) {
       throw new TunError('BAD_ARGUMENT', `read buffer of ${into.length} B is smaller than maxPacket + 1 (${window})`);
     }
@@ -142,7 +146,7 @@ export class TunQueue {
       this.stats.rxPackets++;
       this.stats.rxBytes += got;
       n++;
-      pos += (got + ALIGN - 1) & ~(ALIGN - 1);
+      pos = stride === undefined ? pos + ((got + ALIGN - 1) & ~(ALIGN - 1)) : n * stride;
     }
     return n;
   }
@@ -310,8 +314,8 @@ export class TunDevice {
     return opts.netns === undefined ? open() : inNetns(opts.netns, open);
   }
 
-  readBatch(into: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, max: number): number {
-    return this.queues[0]!.readBatch(into, offsets, lengths, max);
+  readBatch(into: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, max: number, stride?: number): number {
+    return this.queues[0]!.readBatch(into, offsets, lengths, max, stride);
   }
 
   writeBatch(from: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number {

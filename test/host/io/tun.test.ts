@@ -195,6 +195,29 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
     }
   });
 
+  it('places packets in fixed slots when given a stride', async () => {
+    const dev = openWithAddress('wlbt8', 1, 1500);
+    try {
+      await nodeInNs(udpSender(3, 5300, 'slot', 0));
+      const buf = new Uint8Array(4 * 2048);
+      const offs = new Uint32Array(4);
+      const lens = new Uint32Array(4);
+      // The sender has exited: its three datagrams wait in the queue, one call reads them all.
+      expect(dev.readBatch(buf, offs, lens, 4, 2048)).toBe(3);
+      expect([...offs.subarray(0, 3)]).toEqual([0, 2048, 4096]);
+      for (let i = 0; i < 3; i++) {
+        const p = buf.subarray(offs[i]!, offs[i]! + lens[i]!);
+        expect(isUdpToPeer(p)).toBe(true);
+        expect(Buffer.from(p.subarray(28)).toString()).toBe('slot');
+      }
+      expect(() => dev.readBatch(buf, offs, lens, 1, 1000)).toThrowError(
+        expect.objectContaining({ code: 'BAD_ARGUMENT' }),
+      );
+    } finally {
+      dev.close();
+    }
+  });
+
   it('signals readability on the event loop, reads nothing when idle, and is gone after close', async () => {
     const dev = openWithAddress('wlbt4');
     const q = dev.queues[0]!;
