@@ -10,6 +10,7 @@
 //   scrape through plain getter callbacks: each getter runs at most once per scrape, never per packet.
 //   Only distributions (replication lag) are pushed, through the returned `observe…` functions.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { COUNTER_GAUGES } from '../agent/counters.ts';
 
 /** Firmware counters are u64; plain numbers are accepted too. */
 export type Count = number | bigint;
@@ -40,45 +41,70 @@ export function buildInfo(registry: Registry, info: { version: string; role: str
 // ---------------------------------------------------------------------------------------------
 // Agent
 
-/** What the agent host reads from the firmware once per scrape. */
+/** What the agent host reads from the firmware (and its own queues) once per scrape. */
 export interface AgentSnapshot {
-  /** Packets and bytes per verdict (forward, to_manager, hold, copy, drop…). */
-  verdicts: Record<string, { packets: Count; bytes: Count }>;
-  /** Dropped packets per reason (malformed, ttl_expired, hold_overflow…). */
+  /** Every packet handed to the firmware. */
+  received: { packets: Count; bytes: Count };
+  /** Packets by verdict: forward, to_manager, hold, copy, drop. */
+  verdicts: Record<string, Count>;
+  /** Bytes by verdict, when the host sums them while reading verdicts (optional). */
+  verdictBytes?: Record<string, Count>;
+  /** Dropped packets by reason (firmware drop reasons, lower case, plus host reasons such as hold_overflow). */
   drops: Record<string, Count>;
-  /** Lookups that found no entry, per table ("fixed", "wildcard"). */
-  misses: Record<string, Count>;
+  /** Lookups that found an entry, by table: fixed, wildcard. */
+  hits: Record<string, Count>;
+  /** Packets that matched neither a fixed nor a wildcard affinity. */
+  misses: Count;
+  /** Installs refused because the table was full, by table. */
+  tableFull: Record<string, Count>;
   fixedEntries: number;
   fixedCapacity: number;
   wildcardEntries: number;
   wildcardCapacity: number;
   /** Packets waiting in the host's hold queue for a manager's answer (optional). */
   heldPackets?: number;
-  /** Every firmware counter by its name, exported raw as `wasmlb_agent_firmware_counter_total{counter}`. */
+  /** Every monotonic firmware counter by name, exported raw (`wasmlb_agent_firmware_counter_total{counter}`). */
   counters?: Record<string, Count>;
+  /** Every firmware gauge by name (occupancies…), exported raw (`wasmlb_agent_firmware_gauge{gauge}`). */
+  gauges?: Record<string, Count>;
 }
 
 /**
  * Registers the agent's metrics; `read` is called at most once per scrape.
  *
+ * wasmlb_agent_received_packets_total, wasmlb_agent_received_bytes_total,
  * wasmlb_agent_packets_total{verdict}, wasmlb_agent_bytes_total{verdict},
- * wasmlb_agent_drops_total{reason}, wasmlb_agent_table_misses_total{table},
- * wasmlb_agent_table_entries{table}, wasmlb_agent_table_capacity{table},
- * wasmlb_agent_held_packets, wasmlb_agent_firmware_counter_total{counter}.
+ * wasmlb_agent_drops_total{reason}, wasmlb_agent_table_hits_total{table}, wasmlb_agent_table_misses_total,
+ * wasmlb_agent_table_full_total{table}, wasmlb_agent_table_entries{table}, wasmlb_agent_table_capacity{table},
+ * wasmlb_agent_held_packets, wasmlb_agent_firmware_counter_total{counter}, wasmlb_agent_firmware_gauge{gauge}.
  */
 export function agentMetrics(registry: Registry, read: () => AgentSnapshot): void {
   const snap = oncePerScrape(read);
-  counterFrom(registry, 'wasmlb_agent_packets_total', 'Packets processed by the firmware, by verdict.', ['verdict'], () =>
-    Object.entries(snap().verdicts).map(([verdict, v]) => [{ verdict }, v.packets]),
+  const byLabel = (label: string, rec: Record<string, Count> | undefined): Sample[] =>
+    Object.entries(rec ?? {}).map(([k, n]) => [{ [label]: k }, n]);
+  counterFrom(registry, 'wasmlb_agent_received_packets_total', 'Packets handed to the firmware.', [], () => [
+    [{}, snap().received.packets],
+  ]);
+  counterFrom(registry, 'wasmlb_agent_received_bytes_total', 'Bytes handed to the firmware.', [], () => [
+    [{}, snap().received.bytes],
+  ]);
+  counterFrom(registry, 'wasmlb_agent_packets_total', 'Packets by firmware verdict.', ['verdict'], () =>
+    byLabel('verdict', snap().verdicts),
   );
-  counterFrom(registry, 'wasmlb_agent_bytes_total', 'Bytes processed by the firmware, by verdict.', ['verdict'], () =>
-    Object.entries(snap().verdicts).map(([verdict, v]) => [{ verdict }, v.bytes]),
+  counterFrom(registry, 'wasmlb_agent_bytes_total', 'Bytes by firmware verdict.', ['verdict'], () =>
+    byLabel('verdict', snap().verdictBytes),
   );
   counterFrom(registry, 'wasmlb_agent_drops_total', 'Packets dropped, by reason.', ['reason'], () =>
-    Object.entries(snap().drops).map(([reason, n]) => [{ reason }, n]),
+    byLabel('reason', snap().drops),
   );
-  counterFrom(registry, 'wasmlb_agent_table_misses_total', 'Lookups that found no entry, by table.', ['table'], () =>
-    Object.entries(snap().misses).map(([table, n]) => [{ table }, n]),
+  counterFrom(registry, 'wasmlb_agent_table_hits_total', 'Packets that found an affinity, by table.', ['table'], () =>
+    byLabel('table', snap().hits),
+  );
+  counterFrom(registry, 'wasmlb_agent_table_misses_total', 'Packets that matched no fixed and no wildcard affinity.', [], () => [
+    [{}, snap().misses],
+  ]);
+  counterFrom(registry, 'wasmlb_agent_table_full_total', 'Affinity installs refused: table full.', ['table'], () =>
+    byLabel('table', snap().tableFull),
   );
   gaugeFrom(registry, 'wasmlb_agent_table_entries', 'Entries in use, by affinity table.', ['table'], () => {
     const s = snap();
@@ -94,40 +120,84 @@ export function agentMetrics(registry: Registry, read: () => AgentSnapshot): voi
       [{ table: 'wildcard' }, s.wildcardCapacity],
     ];
   });
-  gaugeFrom(registry, 'wasmlb_agent_held_packets', 'Packets held while waiting for a manager.', [], () => {
-    const n = snap().heldPackets;
-    return n === undefined ? [] : [[{}, n]];
-  });
-  counterFrom(
-    registry,
-    'wasmlb_agent_firmware_counter_total',
-    'Every firmware counter, raw, by its name in the counter array.',
-    ['counter'],
-    () => Object.entries(snap().counters ?? {}).map(([counter, n]) => [{ counter }, n]),
+  gaugeFrom(registry, 'wasmlb_agent_held_packets', 'Packets held while waiting for a manager (0 if not reported).', [], () => [
+    [{}, snap().heldPackets ?? 0],
+  ]);
+  counterFrom(registry, 'wasmlb_agent_firmware_counter_total', 'Every firmware counter, raw, by its name.', ['counter'], () =>
+    byLabel('counter', snap().counters),
+  );
+  gaugeFrom(registry, 'wasmlb_agent_firmware_gauge', 'Every firmware gauge, raw, by its name.', ['gauge'], () =>
+    byLabel('gauge', snap().gauges),
   );
 }
 
+/** Firmware counter names (host/agent/counters.ts) behind each labelled agent metric. */
+const FIRMWARE_VERDICTS: Record<string, string> = {
+  forward: 'FORWARDED',
+  to_manager: 'TO_MANAGER',
+  hold: 'HOLD',
+  copy: 'COPY',
+  drop: 'DROPPED',
+};
+const FIRMWARE_DROPS: Record<string, string> = {
+  descriptor: 'MALFORMED_DESCRIPTOR',
+  truncated: 'MALFORMED_TRUNCATED',
+  version: 'MALFORMED_VERSION',
+  ihl: 'MALFORMED_IHL',
+  total_length: 'MALFORMED_TOTAL_LENGTH',
+  l4_header: 'MALFORMED_L4_HEADER',
+  action: 'DROP_ACTION',
+  dispatch_zero: 'DROP_DISPATCH_ZERO',
+  advertised: 'DROP_ADVERTISED',
+};
+/** Firmware counters that are current values, not counts. */
+const FIRMWARE_GAUGES: ReadonlySet<string> = COUNTER_GAUGES;
+
+export interface AgentHostFigures {
+  heldPackets?: number;
+  verdictBytes?: Record<string, Count>;
+  /** Drops the host makes itself (e.g. `hold_overflow`, `hold_deadline`), added to the firmware's. */
+  drops?: Record<string, Count>;
+}
+
 /**
- * Splits a flat, named firmware counter array by naming convention:
- * `<verdict>_packets`, `<verdict>_bytes`, `drop_<reason>`, `miss_<table>`. Other names are ignored
- * (they still appear raw when passed as `counters`).
+ * The agent snapshot from the firmware's named counter array (`ForwardingFirmware.counters()`) and its
+ * capacities (`ForwardingFirmware.capacities`: `fixed`, `wildcards`). Names the firmware does not have
+ * are skipped; every name is also exported raw.
  */
-export function splitFirmwareCounters(
-  counters: Record<string, Count>,
-): Pick<AgentSnapshot, 'verdicts' | 'drops' | 'misses'> {
-  const verdicts: AgentSnapshot['verdicts'] = {};
-  const drops: AgentSnapshot['drops'] = {};
-  const misses: AgentSnapshot['misses'] = {};
-  for (const [name, n] of Object.entries(counters)) {
-    let m: RegExpExecArray | null;
-    if ((m = /^drop_(.+)$/.exec(name))) drops[m[1]!] = n;
-    else if ((m = /^miss_(.+)$/.exec(name))) misses[m[1]!] = n;
-    else if ((m = /^(.+)_(packets|bytes)$/.exec(name))) {
-      const v = (verdicts[m[1]!] ??= { packets: 0, bytes: 0 });
-      v[m[2] as 'packets' | 'bytes'] = n;
+export function agentSnapshotFromFirmware(
+  counters: Readonly<Record<string, bigint>>,
+  capacities: { fixed: number; wildcards: number },
+  host: AgentHostFigures = {},
+): AgentSnapshot {
+  const pick = (map: Record<string, string>): Record<string, Count> => {
+    const out: Record<string, Count> = {};
+    for (const [label, name] of Object.entries(map)) {
+      const v = counters[name];
+      if (v !== undefined) out[label] = v;
     }
-  }
-  return { verdicts, drops, misses };
+    return out;
+  };
+  const raw: Record<string, Count> = {};
+  const gauges: Record<string, Count> = {};
+  for (const [name, v] of Object.entries(counters)) (FIRMWARE_GAUGES.has(name) ? gauges : raw)[name] = v;
+  const snap: AgentSnapshot = {
+    received: { packets: counters['PACKETS'] ?? 0n, bytes: counters['BYTES'] ?? 0n },
+    verdicts: pick(FIRMWARE_VERDICTS),
+    drops: { ...pick(FIRMWARE_DROPS), ...host.drops },
+    hits: pick({ fixed: 'FIXED_HITS', wildcard: 'WILDCARD_HITS' }),
+    misses: counters['MISSES'] ?? 0n,
+    tableFull: pick({ fixed: 'FIXED_TABLE_FULL', wildcard: 'WILDCARD_TABLE_FULL' }),
+    fixedEntries: Number(counters['FIXED_OCCUPANCY'] ?? 0n),
+    fixedCapacity: capacities.fixed,
+    wildcardEntries: Number(counters['WILDCARD_OCCUPANCY'] ?? 0n),
+    wildcardCapacity: capacities.wildcards,
+    counters: raw,
+    gauges,
+  };
+  if (host.heldPackets !== undefined) snap.heldPackets = host.heldPackets;
+  if (host.verdictBytes !== undefined) snap.verdictBytes = host.verdictBytes;
+  return snap;
 }
 
 // ---------------------------------------------------------------------------------------------

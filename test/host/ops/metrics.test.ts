@@ -1,14 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
   agentMetrics,
+  agentSnapshotFromFirmware,
   buildInfo,
   controlMetrics,
   createRegistry,
   managerMetrics,
   securityRejections,
-  splitFirmwareCounters,
 } from '../../../host/ops/metrics.ts';
-import type { AgentSnapshot, ManagerSnapshot } from '../../../host/ops/metrics.ts';
+import { COUNTER_NAMES } from '../../../host/agent/counters.ts';
+import type { ManagerSnapshot } from '../../../host/ops/metrics.ts';
 
 /** Parses Prometheus text into "name{labels}" -> value, and name -> TYPE. */
 function parseProm(text: string): { values: Map<string, number>; types: Map<string, string> } {
@@ -26,51 +27,55 @@ function parseProm(text: string): { values: Map<string, number>; types: Map<stri
   return { values, types };
 }
 
-function agentSnap(scale: bigint): AgentSnapshot {
-  return {
-    ...splitFirmwareCounters({
-      forward_packets: 100n * scale,
-      forward_bytes: 64_000n * scale,
-      to_manager_packets: 5n * scale,
-      to_manager_bytes: 300n * scale,
-      drop_malformed: 2n * scale,
-      drop_ttl_expired: 1n,
-      miss_fixed: 7n * scale,
-      unrelated: 9n,
-    }),
-    fixedEntries: 10,
-    fixedCapacity: 65536,
-    wildcardEntries: 2,
-    wildcardCapacity: 1024,
-    heldPackets: 3,
-    counters: { rx_packets: 105n * scale },
-  };
+/** Every firmware counter with a distinct value: index + 1, times `scale`. */
+function firmwareCounters(scale: bigint): Record<string, bigint> {
+  return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, BigInt(i + 1) * scale]));
 }
+const value = (name: string, scale = 1n): number => (COUNTER_NAMES.indexOf(name as never) + 1) * Number(scale);
 
 describe('agentMetrics', () => {
-  it('exports the firmware counters by verdict, reason and table, read once per scrape', async () => {
+  it('exports the firmware counter array by verdict, reason and table, read once per scrape', async () => {
     const registry = createRegistry();
     let calls = 0;
     let scale = 1n;
     agentMetrics(registry, () => {
       calls++;
-      return agentSnap(scale);
+      return agentSnapshotFromFirmware(firmwareCounters(scale), { fixed: 65536, wildcards: 1024 }, {
+        heldPackets: 3,
+        verdictBytes: { forward: 64_000n * scale },
+        drops: { hold_overflow: 2 },
+      });
     });
     buildInfo(registry, { version: '0.1.0', role: 'agent' });
 
     const first = parseProm(await registry.metrics());
     expect(calls).toBe(1);
     const v = first.values;
-    expect(v.get('wasmlb_agent_packets_total{verdict="forward"}')).toBe(100);
+    expect(v.get('wasmlb_agent_received_packets_total')).toBe(value('PACKETS'));
+    expect(v.get('wasmlb_agent_received_bytes_total')).toBe(value('BYTES'));
+    expect(v.get('wasmlb_agent_packets_total{verdict="forward"}')).toBe(value('FORWARDED'));
+    expect(v.get('wasmlb_agent_packets_total{verdict="to_manager"}')).toBe(value('TO_MANAGER'));
+    expect(v.get('wasmlb_agent_packets_total{verdict="hold"}')).toBe(value('HOLD'));
+    expect(v.get('wasmlb_agent_packets_total{verdict="copy"}')).toBe(value('COPY'));
+    expect(v.get('wasmlb_agent_packets_total{verdict="drop"}')).toBe(value('DROPPED'));
     expect(v.get('wasmlb_agent_bytes_total{verdict="forward"}')).toBe(64000);
-    expect(v.get('wasmlb_agent_packets_total{verdict="to_manager"}')).toBe(5);
-    expect(v.get('wasmlb_agent_drops_total{reason="malformed"}')).toBe(2);
-    expect(v.get('wasmlb_agent_drops_total{reason="ttl_expired"}')).toBe(1);
-    expect(v.get('wasmlb_agent_table_misses_total{table="fixed"}')).toBe(7);
-    expect(v.get('wasmlb_agent_table_entries{table="fixed"}')).toBe(10);
+    expect(v.get('wasmlb_agent_drops_total{reason="truncated"}')).toBe(value('MALFORMED_TRUNCATED'));
+    expect(v.get('wasmlb_agent_drops_total{reason="l4_header"}')).toBe(value('MALFORMED_L4_HEADER'));
+    expect(v.get('wasmlb_agent_drops_total{reason="dispatch_zero"}')).toBe(value('DROP_DISPATCH_ZERO'));
+    expect(v.get('wasmlb_agent_drops_total{reason="hold_overflow"}')).toBe(2);
+    expect(v.get('wasmlb_agent_table_hits_total{table="fixed"}')).toBe(value('FIXED_HITS'));
+    expect(v.get('wasmlb_agent_table_hits_total{table="wildcard"}')).toBe(value('WILDCARD_HITS'));
+    expect(v.get('wasmlb_agent_table_misses_total')).toBe(value('MISSES'));
+    expect(v.get('wasmlb_agent_table_full_total{table="fixed"}')).toBe(value('FIXED_TABLE_FULL'));
+    expect(v.get('wasmlb_agent_table_entries{table="fixed"}')).toBe(value('FIXED_OCCUPANCY'));
+    expect(v.get('wasmlb_agent_table_entries{table="wildcard"}')).toBe(value('WILDCARD_OCCUPANCY'));
+    expect(v.get('wasmlb_agent_table_capacity{table="fixed"}')).toBe(65536);
     expect(v.get('wasmlb_agent_table_capacity{table="wildcard"}')).toBe(1024);
     expect(v.get('wasmlb_agent_held_packets')).toBe(3);
-    expect(v.get('wasmlb_agent_firmware_counter_total{counter="rx_packets"}')).toBe(105);
+    expect(v.get('wasmlb_agent_firmware_counter_total{counter="NAT_APPLIED"}')).toBe(value('NAT_APPLIED'));
+    // Occupancies are gauges, not counters.
+    expect(v.get('wasmlb_agent_firmware_gauge{gauge="FIXED_OCCUPANCY"}')).toBe(value('FIXED_OCCUPANCY'));
+    expect(v.has('wasmlb_agent_firmware_counter_total{counter="FIXED_OCCUPANCY"}')).toBe(false);
     expect(v.get('wasmlb_build_info{version="0.1.0",role="agent"}')).toBe(1);
     expect(first.types.get('wasmlb_agent_packets_total')).toBe('counter');
     expect(first.types.get('wasmlb_agent_table_entries')).toBe('gauge');
@@ -83,15 +88,17 @@ describe('agentMetrics', () => {
     scale = 3n;
     const second = parseProm(await registry.metrics());
     expect(calls).toBe(2);
-    expect(second.values.get('wasmlb_agent_packets_total{verdict="forward"}')).toBe(300);
-    expect(second.values.get('wasmlb_agent_table_misses_total{table="fixed"}')).toBe(21);
+    expect(second.values.get('wasmlb_agent_packets_total{verdict="forward"}')).toBe(value('FORWARDED', 3n));
+    expect(second.values.get('wasmlb_agent_table_misses_total')).toBe(value('MISSES', 3n));
   });
 
-  it('splits firmware counter names by convention', () => {
-    const s = splitFirmwareCounters({ hold_packets: 4n, hold_bytes: 400n, drop_no_route: 1n, miss_wildcard: 2n, other: 5n });
-    expect(s.verdicts).toEqual({ hold: { packets: 4n, bytes: 400n } });
-    expect(s.drops).toEqual({ no_route: 1n });
-    expect(s.misses).toEqual({ wildcard: 2n });
+  it('skips names the firmware does not have', async () => {
+    const registry = createRegistry();
+    agentMetrics(registry, () => agentSnapshotFromFirmware({ PACKETS: 5n }, { fixed: 10, wildcards: 2 }));
+    const v = parseProm(await registry.metrics()).values;
+    expect(v.get('wasmlb_agent_received_packets_total')).toBe(5);
+    expect(v.get('wasmlb_agent_table_misses_total')).toBe(0);
+    expect([...v.keys()].some((k) => k.startsWith('wasmlb_agent_packets_total'))).toBe(false);
   });
 });
 
