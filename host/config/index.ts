@@ -6,6 +6,7 @@ export {
   loadConfig,
   parseConfig,
   readSecurityKey,
+  securityKeyOf,
   selectManager,
   storeTimersOf,
   vipBackends,

@@ -12,6 +12,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNo
 import type { z } from 'zod';
 import { makeBackend, PROTO_TCP, PROTO_UDP, type Backend } from '../manager/decision.ts';
 import type { StoreTimers } from '../manager/store.ts';
+import type { SecurityKey } from '../protocol/security.ts';
 import { configSchema, type BalancerName, type ManagerConfig, type Role, type SecurityConfig, type VipConfig, type WasmlbConfig } from './schema.ts';
 
 export type ConfigErrorCode = 'CONFIG_READ' | 'CONFIG_SYNTAX' | 'CONFIG_INVALID' | 'CONFIG_OVERRIDE';
@@ -336,3 +337,12 @@ export function readSecurityKey(security: SecurityConfig): Buffer {
 }
 
 export type { BalancerName };
+
+/** The protocol's key from the security section (algorithm md5 is the protocol's keyed-md5). */
+export function securityKeyOf(security: SecurityConfig): SecurityKey {
+  return {
+    id: security.keyId,
+    secret: readSecurityKey(security),
+    algorithm: security.algorithm === 'md5' ? 'keyed-md5' : 'hmac-sha256',
+  };
+}

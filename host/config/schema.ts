@@ -276,7 +276,8 @@ export const vipSchema = z
 export const securitySchema = z
   .strictObject({
     algorithm: z.enum(['hmac-sha256', 'md5'], { error: 'expected hmac-sha256 or md5' }).default('hmac-sha256'),
-    keyId: int(0, 255).default(1),
+    /** Carried in every message's security segment (u16) so keys can roll. */
+    keyId: int(0, 65535).default(1),
     /** The shared key in hex (at least 16 bytes). Exactly one of key and keyFile. */
     key: z
       .string({ error: 'expected a hex string' })

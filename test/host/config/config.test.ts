@@ -12,6 +12,7 @@ import {
   parseDuration,
   parseSize,
   readSecurityKey,
+  securityKeyOf,
   selectManager,
   storeTimersOf,
   vipBackends,
@@ -69,6 +70,8 @@ describe('examples', () => {
     expect(failover.managers[1]!.timers.backupSlack).toBe(500); // YAML alias resolved
     expect(failover.security?.require).toBe(true);
     expect(readSecurityKey(failover.security!)).toHaveLength(32);
+    expect(securityKeyOf(failover.security!)).toMatchObject({ id: 1, algorithm: 'hmac-sha256' });
+    expect(securityKeyOf({ ...failover.security!, algorithm: 'md5' }).algorithm).toBe('keyed-md5');
     expect(failover.vips[0]!.healthCheck).toMatchObject({ type: 'http', path: '/healthz', timeout: 500, rise: 2, fall: 3 });
 
     const dsr = loadConfig(path.join(EXAMPLES, 'dsr.yaml'));
