@@ -85,13 +85,24 @@ export function computeMac(key: PreparedKey, datagram: Uint8Array, macOffset: nu
   const z = pre + macOffset;
   for (let i = 0; i < key.macBytes; i++) macScratch[z + i] = 0;
   if (key.algorithmCode === MacAlgorithmCode.HmacSha256) {
-    const inner = hash('sha256', macScratch.subarray(0, pre + len), 'binary');
+    const inner = hash('sha256', scratchView(pre + len), 'binary');
     outerScratch.set(key.opad, 0);
-    outerScratch.write(inner, HMAC_BLOCK, 'binary');
+    for (let i = 0; i < 32; i++) outerScratch[HMAC_BLOCK + i] = inner.charCodeAt(i);
     return hash('sha256', outerScratch, 'binary');
   }
   macScratch.set(key.ipad, pre + len);
-  return hash('md5', macScratch.subarray(0, pre + len + pre), 'binary');
+  return hash('md5', scratchView(pre + len + pre), 'binary');
+}
+
+/** macScratch[0, n) as a view, cached per length: a datagram stream has few distinct lengths. */
+const scratchViews: Array<Buffer | undefined> = [];
+function scratchView(n: number): Buffer {
+  let v = scratchViews[n];
+  if (v === undefined) {
+    v = macScratch.subarray(0, n);
+    scratchViews[n] = v;
+  }
+  return v;
 }
 
 /** Keys accepted on receive (by id) and the one used to send. */
