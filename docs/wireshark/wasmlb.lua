@@ -446,6 +446,26 @@ body[SEG.HEARTBEAT_DATA] = function(tvb, d, len, t, item)
   return string.format("%s, epoch %d, resync %s", ROLES[role], tvb(d + 4, 4):uint(), RESYNC_STATES[state])
 end
 
+-- Top-level segments each message type takes (codec.ts ALLOWED_BY_TYPE); security is first or absent.
+local ALLOWED = {}
+for code, segs in pairs({
+  [1] = { 2, 6, 7, 8, 3, 16 },
+  [2] = { 2, 8, 9, 4, 16, 10 },
+  [3] = { 2, 11, 3, 4 },
+  [4] = { 2, 5, 3, 9, 8, 10 },
+  [5] = { 2, 5, 9, 8, 10 },
+  [6] = { 10 },
+  [16] = { 48, 16 },
+  [17] = { 49 },
+  [18] = { 50 },
+  [19] = { 50, 48, 16 },
+  [20] = { 50 },
+  [21] = { 2, 51 },
+}) do
+  ALLOWED[code] = {}
+  for _, s in ipairs(segs) do ALLOWED[code][s] = true end
+end
+
 local ACTIONS = {
   [SEG.ACTION_NAT] = true, [SEG.ACTION_ADVERTISE] = true, [SEG.ACTION_SEQUENCE_ADJUST] = true,
   [SEG.ACTION_INTEREST_CRITERIA] = true, [SEG.ACTION_DISPATCH] = true,
@@ -457,7 +477,9 @@ local ACTIONS = {
 local dissect_segments
 
 --- One segment at `o` inside [o, stop); returns the offset after it (padding included).
-local function dissect_segment(tvb, pinfo, tree, o, stop, nested)
+--- `ctx` is nil inside an action list, else { type = message type code, first = first segment offset }.
+local function dissect_segment(tvb, pinfo, tree, o, stop, ctx)
+  local nested = ctx == nil
   if o + 4 > stop then
     fail(tree:add(wasmlb, tvb(o, stop - o), "Truncated segment header"), e_malformed, "segment header runs past its container")
   end
@@ -478,11 +500,22 @@ local function dissect_segment(tvb, pinfo, tree, o, stop, nested)
   local summary
   if code == SEG.ACTION_LIST then
     if nested then fail(item, e_malformed, "action lists do not nest") end
-    local n = dissect_segments(tvb, pinfo, item, d, d + len, true)
+    if not ALLOWED[ctx.type][code] then
+      item:add_proto_expert_info(e_not_allowed, "action list not allowed in " .. MSG_TYPES[ctx.type])
+    end
+    local n = dissect_segments(tvb, pinfo, item, d, d + len, nil)
     summary = n .. " action(s)"
   elseif body[code] ~= nil then
     if nested and not ACTIONS[code] then item:add_proto_expert_info(e_not_allowed, name .. " inside an action list") end
-    if not nested and ACTIONS[code] then item:add_proto_expert_info(e_not_allowed, name .. " outside an action list") end
+    if not nested then
+      if code == SEG.SECURITY then
+        if o ~= ctx.first then item:add_proto_expert_info(e_not_allowed, "security segment not right after the header") end
+        if ctx.type == 6 then item:add_proto_expert_info(e_not_allowed, "IP packet only messages carry no security segment") end
+      elseif not ALLOWED[ctx.type][code] then
+        item:add_proto_expert_info(e_not_allowed, string.format("%s not allowed in %s (a receiver %s)", name,
+          MSG_TYPES[ctx.type], bit.band(th, REQUIRED_FLAG) ~= 0 and "denies it" or "ignores it"))
+      end
+    end
     summary = body[code](tvb, d, len, item, item, pinfo)
   else
     item:add_proto_expert_info(e_unknown, string.format("unknown segment type %d (%s)", code,
@@ -496,10 +529,10 @@ local function dissect_segment(tvb, pinfo, tree, o, stop, nested)
 end
 
 --- Every segment in [o, stop); returns how many.
-dissect_segments = function(tvb, pinfo, tree, o, stop, nested)
+dissect_segments = function(tvb, pinfo, tree, o, stop, ctx)
   local n = 0
   while o < stop do
-    o = dissect_segment(tvb, pinfo, tree, o, stop, nested)
+    o = dissect_segment(tvb, pinfo, tree, o, stop, ctx)
     n = n + 1
   end
   return n
@@ -540,7 +573,8 @@ local function dissect_message(tvb, pinfo, tree, o)
     len_item:add_proto_expert_info(e_malformed, string.format("message length %d (datagram has %d bytes left)", mlen, remaining))
     return nil
   end
-  local ok, err = pcall(dissect_segments, tvb, pinfo, item, o + HEADER_BYTES, o + mlen, false)
+  local ctx = { type = code, first = o + HEADER_BYTES }
+  local ok, err = pcall(dissect_segments, tvb, pinfo, item, o + HEADER_BYTES, o + mlen, ctx)
   if not ok and err ~= Malformed then error(err, 0) end
   return mlen, tname
 end

@@ -240,7 +240,7 @@ describe('docs/wireshark/wasmlb.lua', () => {
     expect(all).toContain('Internet Protocol Version 4, Src: 198.51.100.7, Dst: 10.0.0.100');
   });
 
-  it.skipIf(!haveTshark)('flags broken datagrams as errors, and finds wasmlb on other ports', () => {
+  it.skipIf(!haveTshark)('flags broken datagrams as errors, odd segments as warnings, and finds wasmlb on other ports', () => {
     const dir = mkdtempSync(join(tmpdir(), 'wasmlb-ws-'));
     const good = encodeMessage(everyType()[1]!);
     const truncatedSegment = Buffer.from(good);
@@ -259,6 +259,21 @@ describe('docs/wireshark/wasmlb.lua', () => {
     expect(out.frames[0]).toContain('runs past its container');
     expect(out.frames[1]).toContain('message length');
     expect(out.frames[2]).toContain('Heartbeat Data: 12 data bytes, expected 16');
+
+    // Well-formed but unusual segments are warnings, not errors.
+    const withSegments = (m: Buffer, extra: Buffer): Buffer => {
+      const b = Buffer.concat([m, extra]);
+      b.writeUInt32BE(b.length, 4);
+      return b;
+    };
+    const heartbeat = encodeMessage(everyType()[11]!);
+    const fixedSeg = Buffer.from('80040014' + '06000000' + 'c6336407' + '0a000064' + '9c400050' + '00002710', 'hex');
+    const unknownSeg = Buffer.from('fabc0004deadbeef', 'hex');
+    const odd = dissect(writeCapture(dir, 'odd.pcap', [withSegments(heartbeat, fixedSeg), withSegments(heartbeat, unknownSeg)]));
+    expect(odd.frames[0]).toContain('Fixed Affinity: TCP 198.51.100.7:40000 -> 10.0.0.100:80');
+    expect(odd.frames[0]).toContain('Expert Info (Warning/Protocol): Fixed Affinity not allowed in heartbeat (a receiver denies it)');
+    expect(odd.frames[1]).toContain('Expert Info (Warning/Undecoded): unknown segment type 31420 (required: a receiver refuses the message)');
+    for (const block of odd.frames) expect(block).not.toContain('Expert Info (Error');
 
     // Heuristic detection: a port outside the registered ranges.
     const other = dissect(writeCapture(dir, 'port.pcap', [good], 40123));
