@@ -199,3 +199,31 @@ describe('maglev', () => {
     expect(createBalancer('maglev', []).pick(key(3))).toBeNull();
   });
 });
+
+describe('every balancer', () => {
+  it('never picks an unhealthy or drained backend, and returns null only when none is eligible', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom('rr', 'wlc', 'maglev'),
+        fc.array(fc.record({ weight: fc.integer({ min: 0, max: 5 }), healthy: fc.boolean() }), { minLength: 0, maxLength: 8 }),
+        fc.array(fc.nat(100_000), { minLength: 1, maxLength: 30 }),
+        (kind, specs, keys) => {
+          const list = specs.map((s, i) => makeBackend(`10.2.0.${i + 1}`, 80, s.weight));
+          const lb = createBalancer(kind, list, { maglev: { minTableSize: 0 } });
+          specs.forEach((s, i) => lb.setHealth(list[i]!.id, s.healthy));
+          const eligible = new Set(list.filter((_, i) => specs[i]!.healthy && specs[i]!.weight > 0).map((b) => b.id));
+          for (const k of keys) {
+            const p = lb.pick(key(k));
+            if (eligible.size === 0) expect(p).toBeNull();
+            else {
+              expect(p).not.toBeNull();
+              expect(eligible.has(p!.id)).toBe(true);
+              lb.onFlowStart(p!);
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
