@@ -1,0 +1,257 @@
+// A pure-TypeScript rewriter that reproduces tcprewrite 4.4.3 byte for byte (see docs/tcprewrite-compat.md
+// for every behaviour and the fixtures that pin it). It is the oracle for the firmware path and a fallback
+// for what the firmware cannot express (prefix maps, port ranges, tcprewrite's checksum and MAC quirks).
+//
+// Per packet, in tcprewrite's order:
+//   1. link layer (Ethernet only; other link types are written unchanged, as tcprewrite does):
+//      IPv4 multicast destination → destination MAC's first three bytes become 01:00:5e;
+//      IPv6 → each MAC whose address is NOT multicast becomes 33:33 + the address's last four bytes.
+//   2. IPv4 total length := frame length − link header, unless the packet is a fragment.
+//   3. addresses (--dnat/--snat, then --pnat or --srcipmap/--dstipmap), then ports (--portmap).
+//   4. checksums: a whole, unfragmented packet gets TCP, UDP (unless 0) and ICMP (if ≥ 28 bytes) fully
+//      recomputed — even when nothing changed; a truncated packet or a fragment gets incremental updates for
+//      what changed; the IPv4 header checksum is always recomputed.
+
+import { LINKTYPE_ETHERNET } from '../pcap/linktype.ts';
+import { inCidr, mapPort, remap, type CidrMap, type RewriteRules } from './rules.ts';
+
+export interface PacketOutcome {
+  /** Some byte of the packet changed. */
+  changed: boolean;
+  /** tcprewrite 4.4.3 aborts the whole run on this packet (we leave it unchanged instead). */
+  tcprewriteAborts: boolean;
+}
+
+const ETHERTYPE_IPV4 = 0x0800;
+const ETHERTYPE_IPV6 = 0x86dd;
+const ETHERTYPE_ARP = 0x0806;
+const ICMP_MIN_RECOMPUTE = 28;
+
+const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
+const u32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+function put16(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 8;
+  b[o + 1] = v;
+}
+function put32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
+function sum16(b: Uint8Array, start: number, end: number, s = 0): number {
+  let i = start;
+  for (; i + 1 < end; i += 2) s += (b[i]! << 8) | b[i + 1]!;
+  if (i < end) s += b[i]! << 8;
+  return s;
+}
+function fold(s: number): number {
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 65536);
+  return s;
+}
+
+/** RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for a 16-bit word m → m'. */
+function csumReplace16(ck: number, from: number, to: number): number {
+  return ~fold((~ck & 0xffff) + (~from & 0xffff) + to) & 0xffff;
+}
+function csumReplace32(ck: number, from: number, to: number): number {
+  return csumReplace16(csumReplace16(ck, from >>> 16, to >>> 16), from & 0xffff, to & 0xffff);
+}
+
+function firstMap(maps: readonly CidrMap[], addr: number): number {
+  for (const m of maps) if (inCidr(m.from, addr)) return remap(m.to, addr);
+  return addr;
+}
+
+interface AddressMaps {
+  src: readonly CidrMap[];
+  dst: readonly CidrMap[];
+}
+
+export class ReferenceRewriter {
+  private readonly maps: AddressMaps;
+  private readonly arp: boolean;
+
+  constructor(private readonly rules: RewriteRules) {
+    this.maps = rules.pnat.length > 0 ? { src: rules.pnat, dst: rules.pnat } : { src: rules.srcipmap, dst: rules.dstipmap };
+    this.arp = rules.pnat.length > 0; // tcprewrite rewrites ARP for --pnat only
+  }
+
+  /** Rewrites the packet b[start, start+capLen) in place. */
+  rewrite(linkType: number, b: Uint8Array, start: number, capLen: number, origLen: number): PacketOutcome {
+    const out: PacketOutcome = { changed: false, tcprewriteAborts: false };
+    if (linkType !== LINKTYPE_ETHERNET || capLen < 14) return out;
+    const before = Buffer.from(b.subarray(start, start + capLen));
+    const end = start + capLen;
+    let at = start + 12;
+    let type = u16(b, at);
+    while ((type === 0x8100 || type === 0x88a8) && at + 6 <= end) {
+      at += 4;
+      type = u16(b, at);
+    }
+    const l3 = at + 2;
+    const l2len = l3 - start;
+    if (type === ETHERTYPE_IPV4) this.ipv4(b, start, l3, end, l2len, origLen, out);
+    else if (type === ETHERTYPE_IPV6) this.ipv6(b, start, l3, end, origLen, l2len);
+    else if (type === ETHERTYPE_ARP && this.arp) this.arpPacket(b, l3, end);
+    out.changed = !before.equals(b.subarray(start, end));
+    return out;
+  }
+
+  private ipv4(b: Uint8Array, start: number, ip: number, end: number, l2len: number, origLen: number, out: PacketOutcome): void {
+    if (ip + 20 > end) return;
+    if (b[ip]! >> 4 !== 4) {
+      out.tcprewriteAborts = true; // "Invalid packet: Expected IPv4 packet"
+      return;
+    }
+    // tcprewrite trusts IHL even below 5 (the transport header then starts inside the IPv4 header)
+    const ihl = (b[ip]! & 0x0f) * 4;
+    if (ip + ihl > end) return;
+    let total = u16(b, ip + 2);
+    // 1. multicast destination MAC prefix
+    if (b[ip + 16]! >= 224 && b[ip + 16]! <= 239) {
+      b[start] = 0x01;
+      b[start + 1] = 0x00;
+      b[start + 2] = 0x5e;
+    }
+    const frag = u16(b, ip + 6);
+    const isFragment = (frag & 0x3fff) !== 0;
+    const firstPart = (frag & 0x1fff) === 0;
+    // 2. total length follows the frame length (whole datagrams only)
+    if (!isFragment && total !== origLen - l2len) {
+      total = (origLen - l2len) & 0xffff;
+      put16(b, ip + 2, total);
+    }
+    const truncated = end - start < origLen;
+    const whole = !isFragment && !truncated;
+    const proto = b[ip + 9]!;
+    const l4 = ip + ihl;
+    const isTcp = proto === 6;
+    const isUdp = proto === 17;
+    const ckAt = isTcp ? l4 + 16 : isUdp ? l4 + 6 : -1;
+    const ckPresent = ckAt >= 0 && ckAt + 2 <= end;
+    const udpZero = isUdp && ckPresent && u16(b, ckAt) === 0;
+    // 3. addresses
+    const src = u32(b, ip + 12);
+    const dst = u32(b, ip + 16);
+    const portsPresent = (isTcp && l4 + 20 <= end) || (isUdp && l4 + 8 <= end);
+    // our exact NAT rules look at the ports as captured
+    const sport0 = portsPresent ? u16(b, l4) : -1;
+    const dport0 = portsPresent ? u16(b, l4 + 2) : -1;
+    let nsrc = src, ndst = dst, natSport = -1, natDport = -1;
+    for (const r of this.rules.dnat) {
+      if (ndst === r.matchAddr && (r.matchPort === null || (portsPresent && dport0 === r.matchPort))) {
+        ndst = r.toAddr;
+        if (r.toPort !== null && portsPresent) natDport = r.toPort;
+        break;
+      }
+    }
+    for (const r of this.rules.snat) {
+      if (nsrc === r.matchAddr && (r.matchPort === null || (portsPresent && sport0 === r.matchPort))) {
+        nsrc = r.toAddr;
+        if (r.toPort !== null && portsPresent) natSport = r.toPort;
+        break;
+      }
+    }
+    ndst = firstMap(this.maps.dst, ndst);
+    nsrc = firstMap(this.maps.src, nsrc);
+    put32(b, ip + 12, nsrc);
+    put32(b, ip + 16, ndst);
+    // ports are read after the addresses are written (with IHL < 5 they overlap, as in tcprewrite)
+    const sport = portsPresent ? u16(b, l4) : -1;
+    const dport = portsPresent ? u16(b, l4 + 2) : -1;
+    let nsport = sport, ndport = dport;
+    if (portsPresent) {
+      if (natSport >= 0) nsport = natSport;
+      if (natDport >= 0) ndport = natDport;
+      if (this.rules.portmap.length > 0) {
+        nsport = mapPort(this.rules.portmap, nsport);
+        ndport = mapPort(this.rules.portmap, ndport);
+      }
+      put16(b, l4, nsport);
+      put16(b, l4 + 2, ndport);
+    }
+    // 4. checksums
+    if (whole && total >= ihl && ip + total <= end) {
+      const l4len = total - ihl;
+      if (isTcp || (isUdp && !udpZero)) {
+        if (ckPresent) {
+          b[ckAt] = 0;
+          b[ckAt + 1] = 0;
+          let s = sum16(b, l4, ip + total);
+          s = sum16(b, ip + 12, ip + 20, s) + proto + l4len;
+          put16(b, ckAt, ~fold(s) & 0xffff);
+        }
+      } else if (proto === 1 && l4len >= ICMP_MIN_RECOMPUTE) {
+        b[l4 + 2] = 0;
+        b[l4 + 3] = 0;
+        put16(b, l4 + 2, ~fold(sum16(b, l4, ip + total)) & 0xffff);
+      }
+    } else if (ckPresent && !udpZero) {
+      let ck = u16(b, ckAt);
+      if (firstPart) {
+        ck = csumReplace32(ck, src, nsrc);
+        ck = csumReplace32(ck, dst, ndst);
+      }
+      if (portsPresent) {
+        ck = csumReplace16(ck, sport, nsport);
+        ck = csumReplace16(ck, dport, ndport);
+      }
+      put16(b, ckAt, ck);
+    }
+    b[ip + 10] = 0;
+    b[ip + 11] = 0;
+    put16(b, ip + 10, ~fold(sum16(b, ip, ip + ihl)) & 0xffff);
+  }
+
+  private ipv6(b: Uint8Array, start: number, ip: number, end: number, origLen: number, l2len: number): void {
+    if (ip + 40 > end) return;
+    // tcprewrite sets a MAC to 33:33:xx:xx:xx:xx when its IPv6 address is NOT multicast (inverted test)
+    if (b[ip + 24] !== 0xff) {
+      b[start] = 0x33;
+      b[start + 1] = 0x33;
+      b.copyWithin(start + 2, ip + 36, ip + 40);
+    }
+    if (b[ip + 8] !== 0xff) {
+      b[start + 6] = 0x33;
+      b[start + 7] = 0x33;
+      b.copyWithin(start + 8, ip + 20, ip + 24);
+    }
+    const next = b[ip + 6]!;
+    const l4 = ip + 40;
+    const isTcp = next === 6;
+    const isUdp = next === 17;
+    if (!isTcp && !isUdp) return;
+    const portsPresent = (isTcp && l4 + 20 <= end) || (isUdp && l4 + 8 <= end);
+    if (!portsPresent || this.rules.portmap.length === 0) return;
+    const sport = u16(b, l4);
+    const dport = u16(b, l4 + 2);
+    const nsport = mapPort(this.rules.portmap, sport);
+    const ndport = mapPort(this.rules.portmap, dport);
+    if (nsport === sport && ndport === dport) return;
+    put16(b, l4, nsport);
+    put16(b, l4 + 2, ndport);
+    const ckAt = isTcp ? l4 + 16 : l4 + 6;
+    if (isUdp && u16(b, ckAt) === 0) return;
+    let ck = u16(b, ckAt);
+    ck = csumReplace16(ck, sport, nsport);
+    ck = csumReplace16(ck, dport, ndport);
+    put16(b, ckAt, ck);
+    void origLen;
+    void l2len;
+  }
+
+  private arpPacket(b: Uint8Array, arp: number, end: number): void {
+    if (arp + 8 > end) return;
+    const op = u16(b, arp + 6);
+    if (u16(b, arp + 2) !== ETHERTYPE_IPV4 || (op !== 1 && op !== 2)) return;
+    const hln = b[arp + 4]!;
+    const pln = b[arp + 5]!;
+    const sender = arp + 8 + hln;
+    const target = sender + pln + hln;
+    if (pln !== 4 || target + 4 > end) return;
+    put32(b, target, firstMap(this.maps.dst, u32(b, target)));
+    put32(b, sender, firstMap(this.maps.src, u32(b, sender)));
+  }
+}
