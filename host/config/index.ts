@@ -11,6 +11,7 @@ export {
   storeTimersOf,
   vipBackends,
   vipProtocol,
+  vipSpecOf,
   type ConfigErrorCode,
   type ConfigIssue,
   type ConfigOverrides,

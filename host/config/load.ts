@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { makeBackend, PROTO_TCP, PROTO_UDP, type Backend } from '../manager/decision.ts';
+import { ipv4ToInt, makeBackend, PROTO_TCP, PROTO_UDP, type Backend, type VipSpec } from '../manager/decision.ts';
 import type { StoreTimers } from '../manager/store.ts';
 import type { SecurityKey } from '../protocol/security.ts';
 import { configSchema, type BalancerName, type ManagerConfig, type Role, type SecurityConfig, type VipConfig, type WasmlbConfig } from './schema.ts';
@@ -317,6 +317,11 @@ export function vipBackends(vip: VipConfig): Backend[] {
 /** The IANA protocol number of a VIP (what affinity keys carry). */
 export function vipProtocol(vip: VipConfig): number {
   return vip.protocol === 'udp' ? PROTO_UDP : PROTO_TCP;
+}
+
+/** A VIP as the VipTable takes it. */
+export function vipSpecOf(vip: VipConfig): VipSpec {
+  return { proto: vipProtocol(vip), ip: ipv4ToInt(vip.address), port: vip.port, backends: vipBackends(vip) };
 }
 
 /** The shared key bytes: from `key` (hex) or the hex text in `keyFile`. */

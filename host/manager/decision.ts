@@ -410,3 +410,55 @@ export function createBalancer(
     }
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// One balancer per VIP, found by the key of a new flow (its destination) or by a stored flow.
+
+export interface VipSpec {
+  readonly proto: number;
+  readonly ip: number;
+  readonly port: number;
+  readonly backends: readonly Backend[];
+}
+
+export interface VipEntry {
+  /** "tcp/10.0.0.100:80" */
+  readonly id: string;
+  readonly proto: number;
+  readonly ip: number;
+  readonly port: number;
+  readonly balancer: Balancer;
+}
+
+function vipIndexKey(proto: number, ip: number, port: number): number {
+  // 8 + 32 + 16 bits would overflow 2^53; proto is 6 or 17, so one bit suffices past the 48.
+  return (proto === PROTO_UDP ? 2 ** 48 : 0) + ip * 65536 + port;
+}
+
+export class VipTable {
+  private readonly byKey = new Map<number, VipEntry>();
+
+  constructor(vips: readonly VipSpec[], kind: BalancerKind, options: BalancerOptions = {}) {
+    for (const v of vips) {
+      if (v.proto !== PROTO_TCP && v.proto !== PROTO_UDP) throw new DecisionError('BAD_BACKEND', `VIP protocol ${v.proto} is neither TCP nor UDP`);
+      const k = vipIndexKey(v.proto, v.ip, v.port);
+      const id = `${v.proto === PROTO_UDP ? 'udp' : 'tcp'}/${intToIpv4(v.ip)}:${v.port}`;
+      if (this.byKey.has(k)) throw new DecisionError('BAD_BACKEND', `duplicate VIP ${id}`);
+      this.byKey.set(k, { id, proto: v.proto, ip: v.ip, port: v.port, balancer: createBalancer(kind, v.backends, options) });
+    }
+  }
+
+  /** The VIP a new flow's first packet (client → VIP) is addressed to. */
+  forKey(key: FlowKey): VipEntry | undefined {
+    return this.byKey.get(vipIndexKey(key.proto, key.dstIp, key.dstPort));
+  }
+
+  /** The VIP a stored flow belongs to. */
+  forFlow(flow: { readonly proto: number; readonly vipIp: number; readonly vipPort: number }): VipEntry | undefined {
+    return this.byKey.get(vipIndexKey(flow.proto, flow.vipIp, flow.vipPort));
+  }
+
+  all(): VipEntry[] {
+    return [...this.byKey.values()];
+  }
+}

@@ -12,9 +12,11 @@ import {
   maglevTableSize,
   PROTO_TCP,
   PROTO_UDP,
+  VipTable,
   type Backend,
   type FlowKey,
 } from '../../../host/manager/decision.ts';
+import { loadConfig, vipSpecOf } from '../../../host/config/index.ts';
 
 const VIP = ipv4ToInt('10.0.0.100');
 
@@ -225,5 +227,22 @@ describe('every balancer', () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('VIP table', () => {
+  it('finds the VIP of a new flow and of a stored flow; each VIP has its own balancer', () => {
+    const config = loadConfig(new URL('../../../examples/dsr.yaml', import.meta.url).pathname);
+    const table = new VipTable(config.vips.map(vipSpecOf), 'wlc');
+    const vip = ipv4ToInt('10.0.0.200');
+    const dns = table.forKey({ proto: PROTO_UDP, srcIp: 1, srcPort: 5353, dstIp: vip, dstPort: 53 })!;
+    expect(dns.id).toBe('udp/10.0.0.200:53');
+    expect(dns.balancer.pick(key(1))!.port).toBe(53);
+    const web = table.forFlow({ proto: PROTO_TCP, vipIp: vip, vipPort: 80 })!;
+    expect(web.id).toBe('tcp/10.0.0.200:80');
+    expect(web.balancer).not.toBe(dns.balancer);
+    expect(table.forKey({ proto: PROTO_TCP, srcIp: 1, srcPort: 5353, dstIp: vip, dstPort: 53 })).toBeUndefined();
+    expect(table.all()).toHaveLength(2);
+    expect(() => new VipTable([{ proto: 6, ip: vip, port: 80, backends: [] }, { proto: 6, ip: vip, port: 80, backends: [] }], 'rr')).toThrow(/duplicate VIP/);
   });
 });
