@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunDevice } from '../../host/io/tun.ts';
 import { bigFileSha256 } from './bigfile.ts';
+import { NsHttpClient, tcpCounterDelta, tcpCounters } from './client.ts';
 import { deleteNetns, listNetns, liveUnavailableReason, processAlive } from './netns.ts';
 import { startStaticNat } from './static-nat.ts';
 import { httpGetFrom, httpGetManyFrom, topologyDown, topologyIsGone, topologyUp, type Topology } from './topology.ts';
@@ -70,6 +71,41 @@ describe.skipIf(reason !== null)('live topology (namespaces, veths, TUN, backend
       expect(dev.stats().txErrors).toBe(0);
     } finally {
       for (const n of nats) n.stop();
+      dev.close();
+    }
+  });
+
+  it('keeps a throttled download alive across a 300 ms stop of the NAT loop: complete, identical, no reset', async () => {
+    const be = topo.backends[0]!;
+    const dev = TunDevice.open(topo.router.tunName, { netns: topo.netns.router });
+    const nat = (): ReturnType<typeof startStaticNat> =>
+      startStaticNat(dev.queues[0]!, { vip: topo.vip, port: topo.servicePort, backend: be.address });
+    let loop = nat();
+    const client = await NsHttpClient.start(topo.netns.client);
+    try {
+      const before = tcpCounters(topo.netns.client);
+      const dl = client.get(`http://${topo.vip}:${topo.servicePort}/big`, {
+        bytesPerSecond: 16 * 1024 * 1024,
+        progressEvery: 256 * 1024,
+      });
+      expect(await dl.waitForBytes(2 * 1024 * 1024)).toBeLessThan(BIG);
+      loop.stop(); // the "agent" is gone for a moment
+      await new Promise((r) => setTimeout(r, 300));
+      loop = nat();
+      const res = await dl.result;
+      expect(res).toMatchObject({ ok: true, status: 200, backend: be.name, bytes: BIG, sha256: bigFileSha256(BIG) });
+      expect(res.ms).toBeGreaterThan(450); // the throttle held it to ≤ 16 MiB/s (and the pause added more)
+      const delta = tcpCounterDelta(before, tcpCounters(topo.netns.client));
+      expect(delta.EstabResets ?? 0).toBe(0);
+      expect(delta.ActiveOpens).toBe(1);
+      // A fresh connection right after works too.
+      expect(await client.get(`http://${topo.vip}:${topo.servicePort}/`).result).toMatchObject({
+        ok: true,
+        body: `backend ${be.name}\n`,
+      });
+    } finally {
+      client.close();
+      loop.stop();
       dev.close();
     }
   });
