@@ -451,6 +451,11 @@ export class AffinityStore {
     return doomed;
   }
 
+  /** Whether this flow (the object lookup/entries returned) is still held. */
+  holds(flow: AffinityFlow): boolean {
+    return flow instanceof FlowRecord && flow.heapIndex >= 0 && this.heap[flow.heapIndex] === flow;
+  }
+
   /**
    * Every live flow, for periodic replication refresh and bulk resync. Do not change the store
    * while iterating; take a snapshot (`[...store.entries()]`) to spread work over time.
@@ -657,4 +662,49 @@ export function expireFlows(
   const expired = store.expire(now);
   for (const flow of expired) balancerOf(flow)?.onFlowEnd(flow.backend);
   return expired;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periodic replication refresh, spread over the period.
+
+/**
+ * Hands out every live flow once per period, a slice at a time in proportion to the time passed,
+ * so a refresh of 1M flows is a steady trickle instead of a burst. Each period walks a snapshot
+ * taken at its start; flows gone since are skipped, flows created since were replicated when they
+ * were created and join the next period.
+ */
+export class RefreshCursor {
+  private snapshot: AffinityFlow[] = [];
+  private position = 0;
+  private periodStart: number;
+
+  constructor(
+    private readonly store: AffinityStore,
+    private readonly periodMs: number,
+    now: number,
+  ) {
+    if (!(periodMs > 0)) throw new StoreError('BAD_TIMER', 'refresh period must be > 0 ms');
+    this.periodStart = now;
+    this.snapshot = [...store.entries()];
+  }
+
+  /** The flows to re-send now (live ones only). Call on any tick; the slice grows with the gap. */
+  due(now: number): AffinityFlow[] {
+    const out: AffinityFlow[] = [];
+    for (;;) {
+      const elapsed = now - this.periodStart;
+      const target = elapsed >= this.periodMs ? this.snapshot.length : Math.ceil((this.snapshot.length * elapsed) / this.periodMs);
+      while (this.position < target) {
+        const flow = this.snapshot[this.position++]!;
+        if (this.store.holds(flow)) out.push(flow);
+      }
+      if (elapsed < this.periodMs) return out;
+      // Period over: the next one starts where this one should have ended.
+      this.periodStart += this.periodMs;
+      if (now - this.periodStart >= this.periodMs) this.periodStart = now; // after a long stall, no catch-up burst
+      this.snapshot = [...this.store.entries()];
+      this.position = 0;
+      if (now === this.periodStart) return out;
+    }
+  }
 }

@@ -6,6 +6,7 @@ import {
   AffinityStore,
   expireFlows,
   flowAffinities,
+  RefreshCursor,
   StoreError,
   type AffinityFlow,
   type ReplicatedAffinity,
@@ -336,5 +337,53 @@ describe('the new-flow path (store first, then balancer)', () => {
     expect(store.lookup(clientKey(0))).toBeUndefined();
     expect(store.lookup(returnKey(5, B2))).toBeDefined();
     expect(store.flowsPerBackend().get(B1.id)).toBeUndefined();
+  });
+});
+
+describe('replication refresh', () => {
+  it('hands out every live flow once per period, spread over it', () => {
+    const { store, clock } = storeWithClock();
+    for (let i = 0; i < 1000; i++) store.insert({ key: clientKey(i), backend: B1, mode: 'nat', owner: 'a' });
+    const cursor = new RefreshCursor(store, 5_000, clock.t);
+    const seen = new Map<AffinityFlow, number>();
+    let largest = 0;
+    for (let tick = 0; tick < 50; tick++) {
+      clock.advance(100);
+      if (tick === 10) store.remove(clientKey(999)); // gone before its turn: skipped
+      const slice = cursor.due(clock.t);
+      largest = Math.max(largest, slice.length);
+      for (const f of slice) seen.set(f, (seen.get(f) ?? 0) + 1);
+    }
+    expect(seen.size).toBe(999);
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+    expect(largest).toBeLessThanOrEqual(21); // ~1000 / 50 ticks, not a burst
+    // The next period starts over from a fresh snapshot; a flow created during it joins the one after.
+    store.insert({ key: clientKey(5000), backend: B2, mode: 'nat', owner: 'a' });
+    const counts: number[] = [];
+    for (let period = 0; period < 2; period++) {
+      let n = 0;
+      for (let tick = 0; tick < 50; tick++) {
+        clock.advance(100);
+        n += cursor.due(clock.t).length;
+      }
+      counts.push(n);
+    }
+    expect(counts).toEqual([999, 1000]);
+    expect(() => new RefreshCursor(store, 0, clock.t)).toThrow(StoreError);
+  });
+
+  it('a long stall hands out the rest of the period, then starts afresh without a burst', () => {
+    const { store, clock } = storeWithClock();
+    for (let i = 0; i < 100; i++) store.insert({ key: clientKey(i), backend: B1, mode: 'nat', owner: 'a' });
+    const cursor = new RefreshCursor(store, 1_000, clock.t);
+    clock.advance(100);
+    expect(cursor.due(clock.t)).toHaveLength(10);
+    clock.advance(10_000);
+    expect(cursor.due(clock.t)).toHaveLength(90);
+    clock.advance(500);
+    expect(cursor.due(clock.t)).toHaveLength(50);
+    expect(store.holds(store.lookup(clientKey(1))!)).toBe(true);
+    const gone = store.remove(clientKey(1))!;
+    expect(store.holds(gone)).toBe(false);
   });
 });
