@@ -3,11 +3,12 @@
 // for what the firmware cannot express (prefix maps, port ranges, tcprewrite's checksum and MAC quirks).
 //
 // Per packet, in tcprewrite's order:
-//   1. link layer (Ethernet only; other link types are written unchanged, as tcprewrite does):
-//      IPv4 multicast destination → destination MAC's first three bytes become 01:00:5e;
-//      IPv6 → each MAC whose address is NOT multicast becomes 33:33 + the address's last four bytes.
-//   2. IPv4 total length := frame length − link header, unless the packet is a fragment.
-//   3. addresses (--dnat/--snat, then --pnat or --srcipmap/--dstipmap), then ports (--portmap).
+//   1. Ethernet only (other link types are written unchanged, as tcprewrite 4.4.3 does).
+//   2. IPv4 total length := frame length − link header, unless the packet is a fragment (IPv6: payload
+//      length likewise).
+//   3. addresses (--dnat/--snat, then --pnat or --srcipmap/--dstipmap), then ports (--portmap); an IPv4
+//      multicast source or destination then sets the first three bytes of that MAC to 01:00:5e; IPv6 sets
+//      each MAC whose address is NOT multicast to 33:33 + the address's last four bytes.
 //   4. checksums: a whole, unfragmented packet gets TCP, UDP (unless 0) and ICMP (if ≥ 28 bytes) fully
 //      recomputed — even when nothing changed; a truncated packet or a fragment gets incremental updates for
 //      what changed; the IPv4 header checksum is always recomputed.
@@ -86,7 +87,7 @@ export class ReferenceRewriter {
     const end = start + capLen;
     let at = start + 12;
     let type = u16(b, at);
-    while ((type === 0x8100 || type === 0x88a8) && at + 6 <= end) {
+    while ((type === 0x8100 || type === 0x88a8 || type === 0x9100) && at + 6 <= end) {
       at += 4;
       type = u16(b, at);
     }
@@ -109,12 +110,6 @@ export class ReferenceRewriter {
     const ihl = (b[ip]! & 0x0f) * 4;
     if (ip + ihl > end) return;
     let total = u16(b, ip + 2);
-    // 1. multicast destination MAC prefix
-    if (b[ip + 16]! >= 224 && b[ip + 16]! <= 239) {
-      b[start] = 0x01;
-      b[start + 1] = 0x00;
-      b[start + 2] = 0x5e;
-    }
     const frag = u16(b, ip + 6);
     const isFragment = (frag & 0x3fff) !== 0;
     const firstPart = (frag & 0x1fff) === 0;
@@ -158,6 +153,18 @@ export class ReferenceRewriter {
     nsrc = firstMap(this.maps.src, nsrc);
     put32(b, ip + 12, nsrc);
     put32(b, ip + 16, ndst);
+    // a multicast address (after the rewrite) sets the first three bytes of its MAC to 01:00:5e, the
+    // other three stay as they were (source too)
+    if (ndst >>> 28 === 0xe) {
+      b[start] = 0x01;
+      b[start + 1] = 0x00;
+      b[start + 2] = 0x5e;
+    }
+    if (nsrc >>> 28 === 0xe) {
+      b[start + 6] = 0x01;
+      b[start + 7] = 0x00;
+      b[start + 8] = 0x5e;
+    }
     // ports are read after the addresses are written (with IHL < 5 they overlap, as in tcprewrite)
     const sport = portsPresent ? u16(b, l4) : -1;
     const dport = portsPresent ? u16(b, l4 + 2) : -1;
@@ -218,28 +225,42 @@ export class ReferenceRewriter {
       b[start + 7] = 0x33;
       b.copyWithin(start + 8, ip + 20, ip + 24);
     }
+    // payload length follows the frame length, as IPv4's total length does
+    let payload = u16(b, ip + 4);
+    let lengthFixed = false;
+    if (payload !== origLen - l2len - 40) {
+      lengthFixed = true;
+      payload = (origLen - l2len - 40) & 0xffff;
+      put16(b, ip + 4, payload);
+    }
     const next = b[ip + 6]!;
     const l4 = ip + 40;
     const isTcp = next === 6;
     const isUdp = next === 17;
     if (!isTcp && !isUdp) return;
     const portsPresent = (isTcp && l4 + 20 <= end) || (isUdp && l4 + 8 <= end);
-    if (!portsPresent || this.rules.portmap.length === 0) return;
+    if (!portsPresent) return;
     const sport = u16(b, l4);
     const dport = u16(b, l4 + 2);
     const nsport = mapPort(this.rules.portmap, sport);
     const ndport = mapPort(this.rules.portmap, dport);
-    if (nsport === sport && ndport === dport) return;
     put16(b, l4, nsport);
     put16(b, l4 + 2, ndport);
     const ckAt = isTcp ? l4 + 16 : l4 + 6;
     if (isUdp && u16(b, ckAt) === 0) return;
+    // unlike IPv4, a full recompute happens only when the payload length had to be fixed
+    if ((lengthFixed || this.rules.fixcsum) && end - start === origLen && ip + 40 + payload <= end) {
+      b[ckAt] = 0;
+      b[ckAt + 1] = 0;
+      let s = sum16(b, l4, l4 + payload);
+      s = sum16(b, ip + 8, ip + 40, s) + next + payload;
+      put16(b, ckAt, ~fold(s) & 0xffff);
+      return;
+    }
     let ck = u16(b, ckAt);
     ck = csumReplace16(ck, sport, nsport);
     ck = csumReplace16(ck, dport, ndport);
     put16(b, ckAt, ck);
-    void origLen;
-    void l2len;
   }
 
   private arpPacket(b: Uint8Array, arp: number, end: number): void {

@@ -53,8 +53,10 @@ export interface RewriteRules {
   readonly pnat: readonly CidrMap[];
   readonly srcipmap: readonly CidrMap[];
   readonly dstipmap: readonly CidrMap[];
-  /** --portmap: source and destination ports of TCP and UDP. First matching entry wins. */
+  /** --portmap: source and destination ports of TCP and UDP. The LAST matching entry wins (tcprewrite). */
   readonly portmap: readonly PortMapEntry[];
+  /** --fixcsum: tcprewrite always recomputes IPv4 checksums; this adds IPv6 TCP/UDP ones. */
+  readonly fixcsum: boolean;
 }
 
 export interface RuleOptions {
@@ -64,6 +66,7 @@ export interface RuleOptions {
   pnat?: readonly string[];
   srcipmap?: readonly string[];
   dstipmap?: readonly string[];
+  fixcsum?: boolean;
 }
 
 export function mask(prefix: number): number {
@@ -163,6 +166,7 @@ export function parseRules(o: RuleOptions): RewriteRules {
     srcipmap: (o.srcipmap ?? []).flatMap((v) => parseCidrMaps('--srcipmap', v)),
     dstipmap: (o.dstipmap ?? []).flatMap((v) => parseCidrMaps('--dstipmap', v)),
     portmap: (o.portmap ?? []).flatMap((v) => parsePortMap('--portmap', v)),
+    fixcsum: o.fixcsum ?? false,
   };
   checkDuplicates('--dnat', o.dnat ?? [], rules.dnat);
   checkDuplicates('--snat', o.snat ?? [], rules.snat);
@@ -180,9 +184,16 @@ function checkDuplicates(option: string, values: readonly string[], rules: reado
   });
 }
 
-/** tcprewrite maps a port through the first entry whose range holds it; unmatched ports stay. */
+/**
+ * tcprewrite maps a port through the LAST entry (in command-line order, across repeated flags and comma
+ * lists) whose range holds it; unmatched ports stay. A port is mapped once: 80:8080 then 8080:9090 gives
+ * 80 → 8080, not 9090.
+ */
 export function mapPort(portmap: readonly PortMapEntry[], port: number): number {
-  for (const e of portmap) if (port >= e.first && port <= e.last) return e.to;
+  for (let i = portmap.length - 1; i >= 0; i--) {
+    const e = portmap[i]!;
+    if (port >= e.first && port <= e.last) return e.to;
+  }
   return port;
 }
 

@@ -17,7 +17,7 @@ interface Manifest {
 const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Manifest;
 
 /** tcprewrite flags → our rule options (the subset the fixtures use). */
-export function optionsFromArgs(args: string[]): RuleOptions & { fixcsum: boolean } {
+function optionsFromArgs(args: string[]): RuleOptions & { fixcsum: boolean } {
   const o: { portmap: string[]; pnat: string[]; srcipmap: string[]; dstipmap: string[]; fixcsum: boolean } = { portmap: [], pnat: [], srcipmap: [], dstipmap: [], fixcsum: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
