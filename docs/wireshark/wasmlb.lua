@@ -594,6 +594,8 @@ function wasmlb.dissector(tvb, pinfo, tree)
   end
   root:append_text(string.format(", %d message(s)", #names))
   -- Set the columns after the messages: a carried IP packet's dissector may have written them.
+  pinfo.cols.protocol:clear_fence()
+  pinfo.cols.info:clear_fence()
   pinfo.cols.protocol = "wasmlb"
   pinfo.cols.info = "wasmlb " .. (#names > 0 and table.concat(names, ", ") or "malformed")
   return n

@@ -4,9 +4,13 @@
 // frames in a pcap and read by `tshark -X lua_script:… -V`. Every message must dissect with its type name
 // and no error; a broken datagram must be flagged (so the check can fail).
 //
-// Needs tshark (Debian: `apt-get install tshark`). Without it the test fails and says so, unless
+// A second capture is taken live on loopback while host/transport's control sockets send every message type
+// (coalesced and one per datagram), so the dissector also sees the bytes exactly as the system sends them.
+//
+// Needs tshark (Debian: `apt-get install tshark`) and, for the loopback capture, the right to capture (root,
+// or membership of the wireshark group). Without tshark the test fails and says so, unless
 // WASMLB_SKIP_WIRESHARK=1 is set.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { encodePcap, LINKTYPE_ETHERNET } from '../../host/pcap/index.ts';
 import { parseIPv4, TCP_SYN, tcpPacket, udpPacket } from '../../host/pcap/packets.ts';
+import { ControlSocket } from '../../host/transport/udp.ts';
 import { MESSAGE_TYPE_NAMES, MessageType, SegmentType } from '../../host/protocol/constants.ts';
 import {
   DenyReason,
@@ -278,6 +283,67 @@ describe('docs/wireshark/wasmlb.lua', () => {
     // Heuristic detection: a port outside the registered ranges.
     const other = dissect(writeCapture(dir, 'port.pcap', [good], 40123));
     expect(wasmlbPart(other.frames[0]!)).toContain('Message Type: affinity-update-fixed (2)');
+  });
+
+  it.skipIf(!haveTshark)('dissects traffic captured on loopback from the real control sockets', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'wasmlb-ws-'));
+    const hmac = new Keyring([{ id: 1, secret: 'operations-test-key-0123456789ab', algorithm: 'hmac-sha256' }]);
+    const rx = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
+    const tx = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
+    const file = join(dir, 'live.pcapng');
+    // tshark captures to the file and prints each packet as it goes (-P -l): a probe datagram showing up
+    // proves the capture is running before the protocol traffic starts.
+    const cap = spawn('tshark', ['-i', 'lo', '-f', `udp port ${rx.local.port}`, '-w', file, '-P', '-l'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let capOut = '';
+    let capErr = '';
+    cap.stdout.on('data', (d: Buffer) => (capOut += d.toString()));
+    cap.stderr.on('data', (d: Buffer) => (capErr += d.toString()));
+    try {
+      const deadline = Date.now() + 15_000;
+      while (!capOut.includes('Len=5')) {
+        if (cap.exitCode !== null || Date.now() > deadline) throw new Error(`capture on lo did not start: ${capErr}`);
+        tx.sendNow(Buffer.from('probe'), rx.local);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const msgs = everyType();
+      let received = 0;
+      const encoded = msgs.map((m) => encodeMessage(m, { security: hmac }));
+      const expected = 2 * encoded.reduce((n, b) => n + b.length, 0);
+      const all = new Promise<void>((resolve) => {
+        rx.onDatagram((d) => {
+          if (d.length !== 5) received += d.length;
+          if (received >= expected) resolve();
+        });
+      });
+      // Queued in one turn: the transport coalesces them into one datagram. Then one datagram each.
+      for (const b of encoded) tx.send(b, rx.local);
+      await new Promise((r) => setTimeout(r, 20));
+      for (const b of encoded) tx.sendNow(b, rx.local);
+      await all;
+      const frames = 1 + msgs.length;
+      const until = Date.now() + 10_000;
+      const seen = (): number => capOut.split('\n').filter((l) => /Len=\d+/.test(l) && !l.includes('Len=5')).length;
+      while (seen() < frames && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      cap.kill('SIGINT');
+      await new Promise((r) => (cap.exitCode === null ? cap.once('exit', r) : r(null)));
+      await tx.close();
+      await rx.close();
+    }
+    const dissected = dissect(file);
+    const out = { frames: dissected.frames.filter((b) => wasmlbPart(b) !== '') };
+    expect(out.frames.length).toBe(1 + everyType().length);
+    const names = out.frames.map((b) => [...wasmlbPart(b).matchAll(/^ {8}Message Type: ([a-z-]+) \(\d+\)$/gm)].map((m) => m[1]));
+    const want = everyType().map((m) => m.type);
+    expect(names[0]).toEqual(want);
+    expect(names.slice(1).map((n) => n[0])).toEqual(want);
+    for (const block of out.frames) {
+      expect(block).not.toContain('[Malformed Packet');
+      expect(block).not.toContain('Expert Info (Error');
+      expect(block).not.toContain('Expert Info (Warning');
+    }
   });
 
   it.skipIf(!haveTshark)('lists the dissector among tshark protocols', () => {
