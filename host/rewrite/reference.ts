@@ -30,15 +30,21 @@ const ICMP_MIN_RECOMPUTE = 28;
 
 const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
 const u32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+// every store goes through these, which note whether a byte changed (no copy of the packet needed)
+let dirty = false;
+function put8(b: Uint8Array, o: number, v: number): void {
+  if (b[o] !== (v & 0xff)) {
+    b[o] = v;
+    dirty = true;
+  }
+}
 function put16(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 8;
-  b[o + 1] = v;
+  put8(b, o, v >>> 8);
+  put8(b, o + 1, v);
 }
 function put32(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = v >>> 16;
-  b[o + 2] = v >>> 8;
-  b[o + 3] = v;
+  put16(b, o, v >>> 16);
+  put16(b, o + 2, v);
 }
 
 function sum16(b: Uint8Array, start: number, end: number, s = 0): number {
@@ -83,7 +89,7 @@ export class ReferenceRewriter {
   rewrite(linkType: number, b: Uint8Array, start: number, capLen: number, origLen: number): PacketOutcome {
     const out: PacketOutcome = { changed: false, tcprewriteAborts: false };
     if (linkType !== LINKTYPE_ETHERNET || capLen < 14) return out;
-    const before = Buffer.from(b.subarray(start, start + capLen));
+    dirty = false;
     const end = start + capLen;
     let at = start + 12;
     let type = u16(b, at);
@@ -96,7 +102,7 @@ export class ReferenceRewriter {
     if (type === ETHERTYPE_IPV4) this.ipv4(b, start, l3, end, l2len, origLen, out);
     else if (type === ETHERTYPE_IPV6) this.ipv6(b, start, l3, end, origLen, l2len);
     else if (type === ETHERTYPE_ARP && this.arp) this.arpPacket(b, l3, end);
-    out.changed = !before.equals(b.subarray(start, end));
+    out.changed = dirty;
     return out;
   }
 
@@ -156,14 +162,12 @@ export class ReferenceRewriter {
     // a multicast address (after the rewrite) sets the first three bytes of its MAC to 01:00:5e, the
     // other three stay as they were (source too)
     if (ndst >>> 28 === 0xe) {
-      b[start] = 0x01;
-      b[start + 1] = 0x00;
-      b[start + 2] = 0x5e;
+      put16(b, start, 0x0100);
+      put8(b, start + 2, 0x5e);
     }
     if (nsrc >>> 28 === 0xe) {
-      b[start + 6] = 0x01;
-      b[start + 7] = 0x00;
-      b[start + 8] = 0x5e;
+      put16(b, start + 6, 0x0100);
+      put8(b, start + 8, 0x5e);
     }
     // ports are read after the addresses are written (with IHL < 5 they overlap, as in tcprewrite)
     const sport = portsPresent ? u16(b, l4) : -1;
@@ -184,16 +188,12 @@ export class ReferenceRewriter {
       const l4len = total - ihl;
       if (isTcp || (isUdp && !udpZero)) {
         if (ckPresent) {
-          b[ckAt] = 0;
-          b[ckAt + 1] = 0;
-          let s = sum16(b, l4, ip + total);
+          let s = sum16(b, l4, ip + total) - (ckAt + 2 <= ip + total ? u16(b, ckAt) : 0);
           s = sum16(b, ip + 12, ip + 20, s) + proto + l4len;
           put16(b, ckAt, ~fold(s) & 0xffff);
         }
       } else if (proto === 1 && l4len >= ICMP_MIN_RECOMPUTE) {
-        b[l4 + 2] = 0;
-        b[l4 + 3] = 0;
-        put16(b, l4 + 2, ~fold(sum16(b, l4, ip + total)) & 0xffff);
+        put16(b, l4 + 2, ~fold(sum16(b, l4, ip + total) - u16(b, l4 + 2)) & 0xffff);
       }
     } else if (ckPresent && !udpZero) {
       let ck = u16(b, ckAt);
@@ -207,23 +207,20 @@ export class ReferenceRewriter {
       }
       put16(b, ckAt, ck);
     }
-    b[ip + 10] = 0;
-    b[ip + 11] = 0;
-    put16(b, ip + 10, ~fold(sum16(b, ip, ip + ihl)) & 0xffff);
+    if (ihl >= 12) put16(b, ip + 10, ~fold(sum16(b, ip, ip + ihl) - u16(b, ip + 10)) & 0xffff);
+    else put16(b, ip + 10, ~fold(sum16(b, ip, ip + ihl)) & 0xffff);
   }
 
   private ipv6(b: Uint8Array, start: number, ip: number, end: number, origLen: number, l2len: number): void {
     if (ip + 40 > end) return;
     // tcprewrite sets a MAC to 33:33:xx:xx:xx:xx when its IPv6 address is NOT multicast (inverted test)
     if (b[ip + 24] !== 0xff) {
-      b[start] = 0x33;
-      b[start + 1] = 0x33;
-      b.copyWithin(start + 2, ip + 36, ip + 40);
+      put16(b, start, 0x3333);
+      put32(b, start + 2, u32(b, ip + 36));
     }
     if (b[ip + 8] !== 0xff) {
-      b[start + 6] = 0x33;
-      b[start + 7] = 0x33;
-      b.copyWithin(start + 8, ip + 20, ip + 24);
+      put16(b, start + 6, 0x3333);
+      put32(b, start + 8, u32(b, ip + 20));
     }
     // payload length follows the frame length, as IPv4's total length does
     let payload = u16(b, ip + 4);
@@ -250,9 +247,7 @@ export class ReferenceRewriter {
     if (isUdp && u16(b, ckAt) === 0) return;
     // unlike IPv4, a full recompute happens only when the payload length had to be fixed
     if ((lengthFixed || this.rules.fixcsum) && end - start === origLen && ip + 40 + payload <= end) {
-      b[ckAt] = 0;
-      b[ckAt + 1] = 0;
-      let s = sum16(b, l4, l4 + payload);
+      let s = sum16(b, l4, l4 + payload) - u16(b, ckAt);
       s = sum16(b, ip + 8, ip + 40, s) + next + payload;
       put16(b, ckAt, ~fold(s) & 0xffff);
       return;
