@@ -145,6 +145,8 @@ interface Slot {
   backend: Backend;
   healthy: boolean;
   active: number;
+  /** Smooth weighted round robin's running credit. */
+  current: number;
 }
 
 abstract class BaseBalancer implements Balancer {
@@ -198,7 +200,7 @@ abstract class BaseBalancer implements Balancer {
       if (seen.has(backend.id)) throw new DecisionError('BAD_BACKEND', `duplicate backend ${backend.id}`);
       seen.add(backend.id);
       const old = this.byId.get(backend.id);
-      next.push({ backend, healthy: old ? old.healthy : true, active: old ? old.active : 0 });
+      next.push({ backend, healthy: old ? old.healthy : true, active: old ? old.active : 0, current: 0 });
     }
     this.slots = next;
     this.byId.clear();
@@ -211,7 +213,6 @@ abstract class BaseBalancer implements Balancer {
 
 class RoundRobinBalancer extends BaseBalancer {
   readonly kind = 'rr' as const;
-  private current = new Map<string, number>();
 
   constructor(backends: readonly Backend[]) {
     super(backends);
@@ -221,26 +222,20 @@ class RoundRobinBalancer extends BaseBalancer {
   pick(_key: FlowKey): Backend | null {
     let total = 0;
     let best: Slot | null = null;
-    let bestCurrent = -Infinity;
     for (const slot of this.slots) {
       if (!this.eligible(slot)) continue;
-      const w = slot.backend.weight;
-      const c = (this.current.get(slot.backend.id) ?? 0) + w;
-      this.current.set(slot.backend.id, c);
-      total += w;
-      if (c > bestCurrent) {
-        bestCurrent = c;
-        best = slot;
-      }
+      slot.current += slot.backend.weight;
+      total += slot.backend.weight;
+      if (best === null || slot.current > best.current) best = slot;
     }
     if (!best) return null;
-    this.current.set(best.backend.id, bestCurrent - total);
+    best.current -= total;
     return best.backend;
   }
 
   protected rebuild(): void {
     // Restart the interleaving when the eligible set changes so no backend carries stale credit.
-    this.current = new Map();
+    for (const slot of this.slots) slot.current = 0;
   }
 }
 
