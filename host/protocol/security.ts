@@ -72,6 +72,8 @@ export class PreparedKey {
 // One scratch area for every MAC computation: pad/key block + the largest datagram + trailing key.
 const macScratch = Buffer.allocUnsafe(HMAC_BLOCK + MAX_MESSAGE_BYTES + MAX_MD5_KEY_BYTES + 1);
 const outerScratch = Buffer.allocUnsafe(HMAC_BLOCK + 32);
+/** The key whose pads (HMAC) or prefix (keyed MD5) sit at the start of the scratch areas. */
+let padsInScratch: PreparedKey | null = null;
 
 /**
  * MAC of `datagram` (exactly the message bytes) with the `key.macBytes` bytes at `macOffset` taken as zero.
@@ -80,13 +82,16 @@ const outerScratch = Buffer.allocUnsafe(HMAC_BLOCK + 32);
 export function computeMac(key: PreparedKey, datagram: Uint8Array, macOffset: number): string {
   const len = datagram.length;
   const pre = key.ipad.length;
-  macScratch.set(key.ipad, 0);
+  if (key !== padsInScratch) {
+    macScratch.set(key.ipad, 0);
+    outerScratch.set(key.opad, 0);
+    padsInScratch = key;
+  }
   macScratch.set(datagram, pre);
   const z = pre + macOffset;
   for (let i = 0; i < key.macBytes; i++) macScratch[z + i] = 0;
   if (key.algorithmCode === MacAlgorithmCode.HmacSha256) {
     const inner = hash('sha256', scratchView(pre + len), 'binary');
-    outerScratch.set(key.opad, 0);
     for (let i = 0; i < 32; i++) outerScratch[HMAC_BLOCK + i] = inner.charCodeAt(i);
     return hash('sha256', outerScratch, 'binary');
   }
