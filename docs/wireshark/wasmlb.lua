@@ -74,9 +74,9 @@ local function add(f) F[#F + 1] = f; return f end
 -- header
 local f_version = add(ProtoField.uint8("wasmlb.version", "Version"))
 local f_type = add(ProtoField.uint8("wasmlb.type", "Message Type", base.DEC, MSG_TYPES))
-local f_hreserved = add(ProtoField.uint16("wasmlb.reserved", "Reserved", base.HEX))
+local f_hreserved = add(ProtoField.uint16("wasmlb.flags", "Flags (reserved)", base.HEX))
 local f_length = add(ProtoField.uint32("wasmlb.length", "Message Length"))
-local f_sender = add(ProtoField.uint32("wasmlb.sender", "Sender", base.DEC_HEX))
+local f_sender = add(ProtoField.ipv4("wasmlb.sender", "Sender Identity"))
 local f_sequence = add(ProtoField.uint64("wasmlb.sequence", "Sequence"))
 
 -- segment header
@@ -166,7 +166,7 @@ local f_dispatch = add(ProtoField.ipv4("wasmlb.dispatch.next_hop", "Next Hop"))
 local f_rep_remaining = add(ProtoField.uint32("wasmlb.replication.remaining_ms", "Remaining (ms)"))
 local f_rep_backend = add(ProtoField.ipv4("wasmlb.replication.backend", "Backend Address"))
 local f_rep_bport = add(ProtoField.uint16("wasmlb.replication.backend_port", "Backend Port"))
-local f_rep_owner = add(ProtoField.uint32("wasmlb.replication.owner", "Owner", base.DEC_HEX))
+local f_rep_owner = add(ProtoField.ipv4("wasmlb.replication.owner", "Owner"))
 local f_ack_seq = add(ProtoField.uint64("wasmlb.replication_ack.sequence", "Acknowledged Sequence"))
 local f_rs_id = add(ProtoField.uint32("wasmlb.resync.id", "Resync ID"))
 local f_rs_epoch = add(ProtoField.uint32("wasmlb.resync.epoch", "Epoch"))
@@ -242,6 +242,10 @@ end
 body[SEG.IDENTITY_INFO] = function(tvb, d, len, t, item)
   if len < 4 or len > 4 + 255 then fail(item, e_bad_length, "identity info of " .. len .. " bytes") end
   t:add(f_id_addr, tvb(d, 4))
+  for i = d + 4, d + len - 1 do
+    local c = tvb(i, 1):uint()
+    if c < 0x21 or c > 0x7e then fail(item, e_malformed, "host name is not printable ASCII") end
+  end
   local host = ""
   if len > 4 then
     t:add(f_id_host, tvb(d + 4, len - 4))
@@ -300,6 +304,7 @@ end
 
 body[SEG.SERVICE_PRECEDENCE] = function(tvb, d, len, t, item)
   expect_len(item, SEG.SERVICE_PRECEDENCE, len, 8)
+  if tvb(d, 1):uint() > 1 then fail(item, e_malformed, "service precedence flags " .. tvb(d, 1):uint()) end
   add_bits(t, f_sp_flags, { f_sp_wcfirst }, tvb(d, 1))
   t:add(f_reserved8, tvb(d + 1, 1))
   t:add(f_reserved16, tvb(d + 2, 2))
@@ -338,6 +343,7 @@ body[SEG.DENY_REPORT] = function(tvb, d, len, t, item)
   if len < 12 then fail(item, e_bad_length, "deny report shorter than 12 bytes") end
   local count = tvb(d + 2, 2):uint()
   expect_len(item, SEG.DENY_REPORT, len, 12 + 8 * count)
+  if MSG_TYPES[tvb(d, 1):uint()] == nil then fail(item, e_malformed, "denied message type " .. tvb(d, 1):uint()) end
   t:add(f_deny_type, tvb(d, 1))
   t:add(f_reserved8, tvb(d + 1, 1))
   t:add(f_deny_count, tvb(d + 2, 2))
@@ -466,6 +472,14 @@ for code, segs in pairs({
   for _, s in ipairs(segs) do ALLOWED[code][s] = true end
 end
 
+-- Segments a message of each type must carry (docs/protocol.md, "Message types", ¹).
+local MANDATORY = {
+  [1] = 3, [2] = 4, [3] = 11, [4] = 5, [5] = 5, [6] = 10, [16] = 48, [17] = 49, [18] = 50, [19] = 50,
+  [20] = 50, [21] = 51,
+}
+-- Affinity segments: repeatable, and the only ones an action list may follow.
+local AFFINITY = { [3] = true, [4] = true, [48] = true }
+
 local ACTIONS = {
   [SEG.ACTION_NAT] = true, [SEG.ACTION_ADVERTISE] = true, [SEG.ACTION_SEQUENCE_ADJUST] = true,
   [SEG.ACTION_INTEREST_CRITERIA] = true, [SEG.ACTION_DISPATCH] = true,
@@ -498,6 +512,17 @@ local function dissect_segment(tvb, pinfo, tree, o, stop, ctx)
   item:add(f_seg_required, tvb(o, 2))
   item:add(f_seg_len, tvb(o + 2, 2))
   local summary
+  if not nested then
+    local prev = ctx.prev
+    ctx.prev = code
+    if code ~= SEG.ACTION_LIST and not (AFFINITY[code] and not (ctx.type == 4 and code == SEG.WILDCARD_AFFINITY)) then
+      if ctx.seen[code] then item:add_proto_expert_info(e_malformed, name .. " appears twice (refused: DUPLICATE_SEGMENT)") end
+    end
+    ctx.seen[code] = true
+    if code == SEG.ACTION_LIST and not AFFINITY[prev] then
+      item:add_proto_expert_info(e_malformed, "action list does not follow an affinity segment (refused: ORPHAN_ACTION_LIST)")
+    end
+  end
   if code == SEG.ACTION_LIST then
     if nested then fail(item, e_malformed, "action lists do not nest") end
     if not ALLOWED[ctx.type][code] then
@@ -560,7 +585,7 @@ local function dissect_message(tvb, pinfo, tree, o)
   local len_item = item:add(f_length, tvb(o + 4, 4))
   item:add(f_sender, tvb(o + 8, 4))
   item:add(f_sequence, tvb(o + 12, 8))
-  item:append_text(string.format(", sender %d, seq %s", tvb(o + 8, 4):uint(), tostring(tvb(o + 12, 8):uint64())))
+  item:append_text(string.format(", sender %s, seq %s", ip4(tvb, o + 8), tostring(tvb(o + 12, 8):uint64())))
   if tvb(o, 1):uint() ~= 1 then
     item:add_proto_expert_info(e_malformed, "protocol version " .. tvb(o, 1):uint())
     return nil
@@ -573,9 +598,13 @@ local function dissect_message(tvb, pinfo, tree, o)
     len_item:add_proto_expert_info(e_malformed, string.format("message length %d (datagram has %d bytes left)", mlen, remaining))
     return nil
   end
-  local ctx = { type = code, first = o + HEADER_BYTES }
+  local ctx = { type = code, first = o + HEADER_BYTES, seen = {}, prev = nil }
   local ok, err = pcall(dissect_segments, tvb, pinfo, item, o + HEADER_BYTES, o + mlen, ctx)
   if not ok and err ~= Malformed then error(err, 0) end
+  if ok and not ctx.seen[MANDATORY[code]] then
+    item:add_proto_expert_info(e_malformed, string.format("%s lacks its %s segment (refused: MISSING_SEGMENT)",
+      tname, SEG_NAMES[MANDATORY[code]]))
+  end
   return mlen, tname
 end
 

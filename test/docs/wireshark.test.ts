@@ -280,6 +280,18 @@ describe('docs/wireshark/wasmlb.lua', () => {
     expect(odd.frames[1]).toContain('Expert Info (Warning/Undecoded): unknown segment type 31420 (required: a receiver refuses the message)');
     for (const block of odd.frames) expect(block).not.toContain('Expert Info (Error');
 
+    // Rule breaches the decoder refuses: missing mandatory segment, duplicate singleton, orphan action list.
+    const bare = Buffer.from(heartbeat.subarray(0, 20));
+    bare.writeUInt32BE(20, 4);
+    const hbSeg = heartbeat.subarray(heartbeat.length - 20);
+    const resyncData = encodeMessage({ type: 'resync-data', sender: 1, sequence: 5, resync: { resyncId: 7, epoch: 3, entryCount: 0 }, entries: [] });
+    const actionList = Buffer.from('80100008' + '80240004' + '0a0001fe', 'hex');
+    const rules = dissect(writeCapture(dir, 'rules.pcap', [bare, withSegments(heartbeat, hbSeg), withSegments(resyncData, actionList)]));
+    expect(rules.frames[0]).toContain('Expert Info (Error/Malformed): heartbeat lacks its Heartbeat Data segment (refused: MISSING_SEGMENT)');
+    expect(rules.frames[1]).toContain('Expert Info (Error/Malformed): Heartbeat Data appears twice (refused: DUPLICATE_SEGMENT)');
+    expect(rules.frames[2]).toContain('Expert Info (Error/Malformed): action list does not follow an affinity segment (refused: ORPHAN_ACTION_LIST)');
+    expect(rules.frames[2]).toContain('Dispatch Action: next hop 10.0.1.254');
+
     // Heuristic detection: a port outside the registered ranges.
     const other = dissect(writeCapture(dir, 'port.pcap', [good], 40123));
     expect(wasmlbPart(other.frames[0]!)).toContain('Message Type: affinity-update-fixed (2)');
