@@ -63,7 +63,10 @@ export interface TunOpenOptions {
   multiQueue?: boolean;
   /** Open the device inside this named network namespace (/run/netns/<name>) instead of the current one. */
   netns?: string;
-  /** Largest packet accepted by readBatch; longer ones are dropped and counted. Default 2048 (MTU ≤ 2047). */
+  /**
+   * Largest packet accepted by readBatch; longer ones are dropped and counted. Default 2047, so one packet
+   * plus the truncation check fits the firmware's 2048-byte packet slot (`readBatch(..., stride = 2048)`).
+   */
   maxPacket?: number;
 }
 
@@ -79,6 +82,7 @@ export interface TunStats {
 }
 
 const ALIGN = 8;
+const DEFAULT_MAX_PACKET = 2047;
 
 /** One queue of a TUN device: one non-blocking fd. */
 export class TunQueue {
@@ -103,7 +107,7 @@ export class TunQueue {
    * Uses a queue fd opened elsewhere in this process (e.g. passed to a worker thread by number). The fd must
    * be O_NONBLOCK (TunDevice.open does this). `close()` on an attached queue does not close the fd.
    */
-  static attach(fd: number, index = 0, maxPacket = 2048): TunQueue {
+  static attach(fd: number, index = 0, maxPacket = DEFAULT_MAX_PACKET): TunQueue {
     if (!Number.isInteger(fd) || fd < 0) throw new TunError('BAD_ARGUMENT', `bad fd ${fd}`);
     return new TunQueue(fd, index, maxPacket, false);
   }
@@ -195,6 +199,15 @@ export class TunQueue {
   }
 
   /**
+   * The agent's PacketSink shape: writes one forwarded packet. A TUN device is layer 3, so the kernel routes
+   * the packet by its destination address; `nextHop` is not used (a next hop other than the destination
+   * needs a route in the kernel, e.g. policy routing).
+   */
+  send(packet: Uint8Array, _nextHop: number): void {
+    this.writePacket(packet);
+  }
+
+  /**
    * Calls `cb` on the event loop whenever the queue has packets (level-triggered: it is called again as long
    * as packets remain, so a callback that reads one bounded batch is fair to other work). One listener per
    * queue; returns a function that stops it. The poll handle does not keep the process alive by itself
@@ -280,7 +293,7 @@ export class TunDevice {
     if (Buffer.byteLength(name) === 0 || Buffer.byteLength(name) >= IFNAMSIZ || /[\s/]/.test(name)) {
       throw new TunError('BAD_ARGUMENT', `bad interface name '${name}' (1..15 bytes, no '/' or spaces)`);
     }
-    const maxPacket = opts.maxPacket ?? 2048;
+    const maxPacket = opts.maxPacket ?? DEFAULT_MAX_PACKET;
     if (!Number.isInteger(maxPacket) || maxPacket < 68 || maxPacket > 65535) {
       throw new TunError('BAD_ARGUMENT', `maxPacket must be 68..65535, got ${maxPacket}`);
     }

@@ -107,7 +107,7 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
   it('reads a datagram sent in the namespace as a raw IPv4 packet and delivers a crafted reply', async () => {
     const dev = openWithAddress('wlbt0');
     try {
-      const sender = nodeInNs(udpSender(1, 5000, 'hello-tun', 1));
+      const sender = nodeInNs(udpSender(1, 5000, 'hello-tun', 2));
       const [pkt] = await collect(dev.queues, 1, isUdpToPeer);
       expect(pkt, 'no UDP packet came out of the TUN device').toBeDefined();
       const p = pkt!.bytes;
@@ -127,10 +127,16 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
       const buf = new Uint8Array(256);
       buf.set(reply, 16);
       expect(dev.writeBatch(buf, Uint32Array.of(16), Uint32Array.of(reply.length), 1)).toBe(1);
+      // The agent's PacketSink shape writes one packet the same way.
+      const second = buildUdp({ src: PEER, dst: LOCAL, sport: 4000, dport: 5000, payload: Buffer.from('sink') });
+      dev.queues[0]!.send(second, 0);
       const res = await sender;
       expect(res.code).toBe(0);
-      expect(JSON.parse(res.out)).toEqual([{ port: 5000, from: `${PEER}:4000`, text: 'reply' }]);
-      expect(dev.stats()).toMatchObject({ txPackets: 1, txBytes: reply.length, txErrors: 0 });
+      expect(JSON.parse(res.out)).toEqual([
+        { port: 5000, from: `${PEER}:4000`, text: 'reply' },
+        { port: 5000, from: `${PEER}:4000`, text: 'sink' },
+      ]);
+      expect(dev.stats()).toMatchObject({ txPackets: 2, txBytes: reply.length + second.length, txErrors: 0 });
     } finally {
       dev.close();
     }
@@ -196,7 +202,7 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
   });
 
   it('places packets in fixed slots when given a stride', async () => {
-    const dev = openWithAddress('wlbt8', 1, 1500);
+    const dev = openWithAddress('wlbt8'); // default maxPacket fits the firmware's 2048-byte slots
     try {
       await nodeInNs(udpSender(3, 5300, 'slot', 0));
       const buf = new Uint8Array(4 * 2048);
