@@ -8,6 +8,8 @@ import { TunDevice } from '../host/io/tun.ts';
 import { runCommands, tunSetupCommands } from '../host/io/netconf.ts';
 import { deleteNetns, liveUnavailableReason, nsExec, run } from '../test/live/netns.ts';
 import { BENCH_DST_PREFIX, BENCH_LOCAL, echoLoop, inject, type EchoResult } from './tun-loop.ts';
+import { startStaticNat } from '../test/live/static-nat.ts';
+import { httpGetFrom, topologyDown, topologyUp } from '../test/live/topology.ts';
 
 const NS = `wlbt-bench${process.pid}`;
 const DEV = 'wlbtb0';
@@ -115,9 +117,50 @@ export const section: BenchSection = {
           usPerTurn: r.packets && c.inflight === 1 ? Number(((r.ms * 1000 * c.inflight * c.queues) / r.packets).toFixed(2)) : null,
         });
       }
+      rows.push(...(await httpThroughNat(opts.quick ? 16 << 20 : 50 << 20)));
       return rows;
     } finally {
       deleteNetns(NS);
     }
   },
 };
+
+/**
+ * The whole TUN path as the agent will see it: one HTTP download client → VIP → (TUN, a static-NAT loop on
+ * the main thread, TUN) → backend, and its replies back through the same loop, on the live topology.
+ */
+async function httpThroughNat(bytes: number): Promise<BenchRow[]> {
+  const prefix = 'wlbt-bench-';
+  const topo = await topologyUp({ prefix, backends: 1, bigFileBytes: bytes });
+  try {
+    const dev = TunDevice.open(topo.router.tunName, { netns: topo.netns.router });
+    const be = topo.backends[0]!;
+    const nat = startStaticNat(dev.queues[0]!, { vip: topo.vip, port: topo.servicePort, backend: be.address });
+    try {
+      // Warm the backend (it builds the file on first request) and the path, then measure.
+      await httpGetFrom(topo.netns.client, `http://${topo.vip}/big`, 60_000);
+      const before = dev.stats();
+      const res = await httpGetFrom(topo.netns.client, `http://${topo.vip}/big`, 60_000);
+      const after = dev.stats();
+      const s = res.ms / 1000;
+      const packets = after.rxPackets - before.rxPackets;
+      return [
+        {
+          case: `HTTP GET ${bytes >> 20} MiB via VIP, static NAT loop on the TUN`,
+          queues: 1,
+          inflight: null,
+          packetBytes: null,
+          pps: Math.round(packets / s),
+          mbitPerS: Number(((res.bytes * 8) / s / 1e6).toFixed(1)),
+          packetsPerWakeup: null,
+          usPerTurn: null,
+        },
+      ];
+    } finally {
+      nat.stop();
+      dev.close();
+    }
+  } finally {
+    topologyDown(prefix);
+  }
+}
