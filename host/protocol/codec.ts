@@ -10,8 +10,25 @@
 // (`encodeMessage`) or straight into the caller's buffer (`encodeMessageInto`).
 import * as C from './constants.ts';
 import type { MessageTypeCode, MessageTypeName } from './constants.ts';
-// Local copies: the hot paths read module-local constants, not import bindings (which some loaders,
-// tsx among them, turn into getter calls).
+import { ProtocolError, type DeniedSegment } from './errors.ts';
+import { computeMac, type Keyring, type SecurityVerifier } from './security.ts';
+import type {
+  Action,
+  AffinityIdentifier,
+  FixedAffinity,
+  FixedEntry,
+  HeartbeatData,
+  IdentityInfo,
+  ReplicationEntry,
+  ResyncMarker,
+  ServiceMessage,
+  ServicePrecedence,
+  WildcardAffinity,
+  WildcardEntry,
+} from './types.ts';
+
+// Local copies: the hot paths read module-local constants rather than import bindings, which a CommonJS
+// transpilation (tsx running outside an ESM package, for one) turns into getter calls.
 const HEADER_BYTES = C.HEADER_BYTES;
 const MAX_MESSAGE_BYTES = C.MAX_MESSAGE_BYTES;
 const MAX_HOST_NAME_BYTES = C.MAX_HOST_NAME_BYTES;
@@ -31,23 +48,6 @@ const SegmentType = C.SegmentType;
 const ServicePrecedenceFlag = C.ServicePrecedenceFlag;
 const DenyReason = C.DenyReason;
 
-import { ProtocolError, type DeniedSegment } from './errors.ts';
-import { computeMac, type Keyring, type SecurityVerifier } from './security.ts';
-import type {
-  Action,
-  AffinityIdentifier,
-  FixedAffinity,
-  FixedEntry,
-  HeartbeatData,
-  IdentityInfo,
-  ReplicationEntry,
-  ResyncMarker,
-  ServiceMessage,
-  ServicePrecedence,
-  WildcardAffinity,
-  WildcardEntry,
-} from './types.ts';
-
 export interface EncodeOptions {
   /** Sign with the keyring's send key (not applied to IP packet only messages, which carry none). */
   security?: Keyring | undefined;
@@ -60,11 +60,10 @@ export interface DecodeOptions {
 
 const TWO_32 = 4294967296;
 /** Segments the encoder marks required; the rest (informational) are sent optional. */
-const OPTIONAL_ON_SEND = new Set<number>([
-  SegmentType.IdentityInfo,
-  SegmentType.ManagerInterestData,
-  SegmentType.AgentInterestData,
-]);
+const OPTIONAL_ON_SEND = new Uint8Array(64);
+OPTIONAL_ON_SEND[SegmentType.IdentityInfo] = 1;
+OPTIONAL_ON_SEND[SegmentType.ManagerInterestData] = 1;
+OPTIONAL_ON_SEND[SegmentType.AgentInterestData] = 1;
 const KNOWN_SEGMENT = new Uint8Array(64);
 for (const code of Object.values(SegmentType)) KNOWN_SEGMENT[code] = 1;
 
@@ -192,7 +191,7 @@ function segment(o: number, code: number, len: number): number {
   if (len > 0xffff) throw new ProtocolError('TOO_LARGE', `segment ${code} data of ${len} bytes exceeds 65535`);
   const padded = (len + 3) & ~3;
   if (o + SEGMENT_HEADER_BYTES + padded > lim) roomError(o + SEGMENT_HEADER_BYTES + padded);
-  w16(o, OPTIONAL_ON_SEND.has(code) ? code : code | REQUIRED_FLAG);
+  w16(o, OPTIONAL_ON_SEND[code] === 1 ? code : code | REQUIRED_FLAG);
   w16(o + 2, len);
   const d = o + SEGMENT_HEADER_BYTES;
   for (let i = d + len; i < d + padded; i++) out[i] = 0;

@@ -46,11 +46,12 @@ export const MESSAGE_TYPE_NAMES = {
 } as const satisfies Record<MessageTypeCode, string>;
 export type MessageTypeName = (typeof MESSAGE_TYPE_NAMES)[MessageTypeCode];
 
+/** Wire code by type name. No prototype: a name like "constructor" finds nothing. */
 export const MESSAGE_TYPE_CODES: Readonly<Record<MessageTypeName, MessageTypeCode>> = Object.freeze(
-  Object.fromEntries(Object.entries(MESSAGE_TYPE_NAMES).map(([code, name]) => [name, Number(code)])) as Record<
-    MessageTypeName,
-    MessageTypeCode
-  >,
+  Object.assign(
+    Object.create(null) as Record<MessageTypeName, MessageTypeCode>,
+    Object.fromEntries(Object.entries(MESSAGE_TYPE_NAMES).map(([code, name]) => [name, Number(code)])),
+  ),
 );
 
 export const SegmentType = {

@@ -279,6 +279,14 @@ describe('encoder validation names the wrong field', () => {
     expect(e.message).toContain(field);
   });
 
+  it('refuses a type name that is not a message type, even one every object has', () => {
+    for (const type of ['constructor', 'toString', 'heartbeats']) {
+      expect(errorOf(() => encodeMessage({ ...update, type } as unknown as ServiceMessage))).toMatchObject({ code: 'BAD_FIELD', field: 'type' });
+    }
+    const deny = { type: 'affinity-update-deny', sender: 1, sequence: 1, deniedType: 'constructor', deniedSequence: 1, denied: [], wildcards: [], fixed: [] };
+    expect(errorOf(() => encodeMessage(deny as unknown as ServiceMessage))).toMatchObject({ code: 'BAD_FIELD', field: 'deniedType' });
+  });
+
   it('refuses a message over 64 KiB', () => {
     const msg: ServiceMessage = { type: 'ip-packet-only', sender: 1, sequence: 1, packet: Buffer.alloc(65520) };
     expect(codeOf(() => encodeMessage(msg))).toBe('TOO_LARGE');
