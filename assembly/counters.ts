@@ -47,7 +47,8 @@ export const enum Counter {
   WILDCARD_PATTERNS = 41,
   ADVERTISED_PREFIXES = 42,
   INFO_TABLE_FULL = 43,
-  COUNT = 44,
+  FIXED_MAX_DISPLACEMENT = 44,
+  COUNT = 45,
 }
 
 /** Flat u64 array in static memory: its address is a constant, so `bump(C)` compiles to one load/add/store

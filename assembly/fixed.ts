@@ -18,7 +18,7 @@ import {
   F_NAT_ADDR, F_NAT_PORT, F_OWNER, F_PACKETS, F_STATE, ST_LIVE, X_ACK_DELTA, X_ACK_INIT, X_FORWARD_IP,
   X_NEXT_FREE, X_SEQ_DELTA, X_SEQ_INIT, X_SRC_ADDR, X_SRC_PORT, capabilities, extBase, extCount, extFree,
   fixedBase, fixedCapacity, fixedCount, fixedSlots, setExtCount, setExtFree, setFixedCount, setSweepCursor,
-  sweepCursor, ST_FIRST_DATA_SEEN,
+  sweepCursor, ST_FIRST_DATA_SEEN, fixedMaxDisp, setFixedMaxDisp,
 } from './layout';
 import {
   C_ACK_DELTA, C_ACK_INIT, C_ACTIONS, C_DADDR, C_DPORT, C_FORWARD_IP, C_INTEREST_MASK, C_INTEREST_TARGET,
@@ -34,6 +34,8 @@ import { wcSupports } from './wildcard';
 export const MAX_PROBE: u32 = 1024;
 /** Bytes 8..12 of an entry: ports (4) and protocol. */
 export const KEY1_MASK: u64 = 0xff_ffff_ffff;
+/** Slots an install examines for expired entries when the table is at its load cap. */
+export const SWEEP_ON_FULL: u32 = 4096;
 
 // @ts-ignore: decorator
 @inline export function fixedSlot(i: u32): usize {
@@ -49,8 +51,9 @@ export const KEY1_MASK: u64 = 0xff_ffff_ffff;
 // @ts-ignore: decorator
 @inline export function fixedFind(k0: u64, k1: u64, h: u32, now: u32): usize {
   const slots = fixedSlots;
+  const bound = fixedMaxDisp;
   let i = reduce(h, slots);
-  for (let n: u32 = 0; n < MAX_PROBE; n++) {
+  for (let n: u32 = 0; n <= bound; n++) {
     const e = fixedBase + <usize>i * FIXED_SIZE;
     if (load<u8>(e, F_STATE) == 0) return 0;
     if (load<u64>(e) == k0 && (load<u64>(e, 8) & KEY1_MASK) == k1) {
@@ -106,13 +109,77 @@ export function fixedRemoveAt(i: u32): void {
 function findSlot(k0: u64, k1: u64): i32 {
   const slots = fixedSlots;
   let i = reduce(hashKey(k0, k1), slots);
-  for (let n: u32 = 0; n < MAX_PROBE; n++) {
+  for (let n: u32 = 0; n <= fixedMaxDisp; n++) {
     const e = fixedSlot(i);
     if (load<u8>(e, F_STATE) == 0) return -1;
     if (load<u64>(e) == k0 && (load<u64>(e, 8) & KEY1_MASK) == k1) return <i32>i;
     i = i + 1 == slots ? 0 : i + 1;
   }
   return -1;
+}
+
+
+/** Carried entry and swap buffer of the Robin Hood insertion. */
+const CARRY: usize = memory.data(2 * 48, 16);
+
+// @ts-ignore: decorator
+@inline function homeOf(e: usize, slots: u32): u32 {
+  return reduce(hashKey(load<u64>(e), load<u64>(e, 8) & KEY1_MASK), slots);
+}
+
+/**
+ * Robin Hood insertion of a new key whose run ends at an empty slot: walking from the home slot, the
+ * carried entry takes the place of the first entry that sits closer to its own home than the carried one
+ * does, and that entry is carried on. Entries stay inside their run (lookups scan to the empty slot, so
+ * they are unaffected) but displacements stay short even at 90 % load, which keeps every entry within
+ * MAX_PROBE. A dry run first refuses (-1) an insert that would push any entry beyond MAX_PROBE, before
+ * anything moves. Returns the slot the new key landed in, its key written and marked live.
+ */
+function robinHoodSlot(k0: u64, k1: u64, home: u32): i32 {
+  const slots = fixedSlots;
+  let i = home;
+  let d: u32 = 0;
+  for (let n: u32 = 0; n < slots; n++) {
+    const e = fixedSlot(i);
+    if (load<u8>(e, F_STATE) == 0) break;
+    const h = homeOf(e, slots);
+    const de = i >= h ? i - h : i + slots - h;
+    if (de < d) d = de;
+    if (++d >= MAX_PROBE) return -1;
+    i = i + 1 == slots ? 0 : i + 1;
+  }
+  const carry = CARRY;
+  const tmp = CARRY + FIXED_SIZE;
+  memory.fill(carry, 0, FIXED_SIZE);
+  store<u64>(carry, k0);
+  store<u32>(carry, <u32>k1, 8);
+  store<u8>(carry, <u8>(k1 >>> 32), 12);
+  store<u8>(carry, ST_LIVE, F_STATE);
+  let placed: i32 = -1;
+  i = home;
+  d = 0;
+  for (let n: u32 = 0; n < slots; n++) {
+    const e = fixedSlot(i);
+    if (load<u8>(e, F_STATE) == 0) {
+      memory.copy(e, carry, FIXED_SIZE);
+      if (placed < 0) placed = <i32>i;
+      if (d > fixedMaxDisp) setFixedMaxDisp(d);
+      break;
+    }
+    const h = homeOf(e, slots);
+    const de = i >= h ? i - h : i + slots - h;
+    if (de < d) {
+      memory.copy(tmp, e, FIXED_SIZE);
+      memory.copy(e, carry, FIXED_SIZE);
+      memory.copy(carry, tmp, FIXED_SIZE);
+      if (placed < 0) placed = <i32>i;
+      if (d > fixedMaxDisp) setFixedMaxDisp(d);
+      d = de;
+    }
+    d++;
+    i = i + 1 == slots ? 0 : i + 1;
+  }
+  return placed;
 }
 
 /** Installs or refreshes (affinity update) the fixed affinity in the control record; TTL 0 deletes it. */
@@ -139,22 +206,41 @@ export function fixedInstall(now: u32): i32 {
   }
 
   const slots = fixedSlots;
-  let i = reduce(hashKey(k0, k1), slots);
   let found: i32 = -1;
   let reuse: i32 = -1;
   let empty: i32 = -1;
-  for (let n: u32 = 0; n < MAX_PROBE; n++) {
-    const e = fixedSlot(i);
-    if (load<u8>(e, F_STATE) == 0) {
-      empty = <i32>i;
-      break;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    found = -1;
+    reuse = -1;
+    empty = -1;
+    // the existence scan runs to the end of the run (control path; lookups stop at fixedMaxDisp)
+    let i = reduce(hashKey(k0, k1), slots);
+    for (let n: u32 = 0; n < slots; n++) {
+      const e = fixedSlot(i);
+      if (load<u8>(e, F_STATE) == 0) {
+        empty = <i32>i;
+        break;
+      }
+      if (load<u64>(e) == k0 && (load<u64>(e, 8) & KEY1_MASK) == k1) {
+        found = <i32>i;
+        break;
+      }
+      if (reuse < 0 && n < MAX_PROBE && isExpired(e, now)) reuse = <i32>i;
+      i = i + 1 == slots ? 0 : i + 1;
     }
-    if (load<u64>(e) == k0 && (load<u64>(e, 8) & KEY1_MASK) == k1) {
-      found = <i32>i;
-      break;
-    }
-    if (reuse < 0 && isExpired(e, now)) reuse = <i32>i;
-    i = i + 1 == slots ? 0 : i + 1;
+    // full at the load cap with no expired slot on this probe path: sweep a bounded stretch for expired
+    // entries elsewhere, then probe again
+    if (found >= 0 || reuse >= 0 || (empty >= 0 && fixedCount < fixedCapacity) || attempt > 0) break;
+    if (fixedSweep(now, SWEEP_ON_FULL) == 0) break;
+  }
+
+  const needExt = (actions & ACT_SEQ_ADJUST) != 0 ||
+    ((actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0) ||
+    ((actions & ACT_DISPATCH) != 0 && (actions & ACT_NAT_ANY) != 0);
+  const prior = found >= 0 ? found : reuse;
+  if (needExt && extFree == 0 && (prior < 0 || load<u32>(fixedSlot(<u32>prior), F_EXT) == 0)) {
+    bump(Counter.FIXED_TABLE_FULL);
+    return Status.TABLE_FULL;
   }
 
   let slot: i32;
@@ -164,25 +250,25 @@ export function fixedInstall(now: u32): i32 {
     fresh = isExpired(fixedSlot(<u32>found), now); // an expired key starts over: counters and state reset
   } else if (reuse >= 0) {
     slot = reuse;
+    const h = reduce(hashKey(k0, k1), slots);
+    const dist = <u32>reuse >= h ? <u32>reuse - h : <u32>reuse + slots - h;
+    if (dist > fixedMaxDisp) setFixedMaxDisp(dist);
   } else if (empty >= 0 && fixedCount < fixedCapacity) {
-    slot = empty;
+    slot = robinHoodSlot(k0, k1, reduce(hashKey(k0, k1), slots));
+    if (slot < 0) {
+      bump(Counter.FIXED_TABLE_FULL);
+      return Status.TABLE_FULL;
+    }
   } else {
     bump(Counter.FIXED_TABLE_FULL);
     return Status.TABLE_FULL;
   }
   const e = fixedSlot(<u32>slot);
 
-  const needExt = (actions & ACT_SEQ_ADJUST) != 0 ||
-    ((actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0) ||
-    ((actions & ACT_DISPATCH) != 0 && (actions & ACT_NAT_ANY) != 0);
   const occupied = found >= 0 || reuse >= 0;
   let x = occupied ? load<u32>(e, F_EXT) : 0;
   if (needExt && x == 0) {
-    if (extFree == 0) {
-      bump(Counter.FIXED_TABLE_FULL);
-      return Status.TABLE_FULL;
-    }
-    x = extFree;
+    x = extFree; // checked above
     setExtFree(load<u32>(extBase + <usize>(x - 1) * EXT_SIZE, X_NEXT_FREE));
     setExtCount(extCount + 1);
   } else if (!needExt && x != 0) {

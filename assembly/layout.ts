@@ -207,6 +207,8 @@ export let fixedSlots: u32 = 0;
 export let fixedCapacity: u32 = 0;
 export let fixedCount: u32 = 0;
 export let sweepCursor: u32 = 0;
+/** Largest displacement from its home slot any fixed entry has had since init: lookups stop after it. */
+export let fixedMaxDisp: u32 = 0;
 export let wcBase: usize = 0;
 export let wcSlots: u32 = 0; // power of two
 export let wcCapacity: u32 = 0;
@@ -244,6 +246,10 @@ export function setPatternCount(n: u32): void {
 export function setAdvertisedCount(n: u32): void {
   advertisedCount = n;
   setCounter(Counter.ADVERTISED_PREFIXES, n);
+}
+export function setFixedMaxDisp(n: u32): void {
+  fixedMaxDisp = n;
+  setCounter(Counter.FIXED_MAX_DISPLACEMENT, n);
 }
 export function setSweepCursor(n: u32): void {
   sweepCursor = n;
@@ -337,6 +343,7 @@ export function initLayout(
   hashSeed = (<u64>seed * 0x9e3779b97f4a7c15) ^ 0x6a09e667f3bcc909;
   capabilities = FEATURES & CAP_ALL & ~disabledCaps;
   sweepCursor = 0;
+  setFixedMaxDisp(0);
   wcSweepCursor = 0;
   wcSearchFirst = 0;
   setFixedCount(0);

@@ -46,6 +46,7 @@ export const COUNTER_NAMES = [
   'WILDCARD_PATTERNS',
   'ADVERTISED_PREFIXES',
   'INFO_TABLE_FULL',
+  'FIXED_MAX_DISPLACEMENT',
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];
@@ -62,4 +63,5 @@ export const COUNTER_GAUGES: ReadonlySet<CounterName> = new Set<CounterName>([
   'WILDCARD_OCCUPANCY',
   'WILDCARD_PATTERNS',
   'ADVERTISED_PREFIXES',
+  'FIXED_MAX_DISPLACEMENT',
 ]);

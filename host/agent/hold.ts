@@ -29,6 +29,11 @@ export class HoldQueue {
     return this.held;
   }
 
+  /** Whether packets of `flow` are waiting (its interest match has been sent). */
+  has(flow: string): boolean {
+    return this.byFlow.has(flow);
+  }
+
   /** Keeps a copy of `bytes`; false when the queue is full (the caller sends it to the manager). */
   hold(flow: string, bytes: Uint8Array, target: number, nowMs: number): boolean {
     if (this.held >= this.capacity) {

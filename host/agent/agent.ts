@@ -1,0 +1,362 @@
+// The forwarding agent host: owns one firmware instance, its control channel(s) and a packet sink.
+// A packet source writes a batch into the firmware's packet slots and calls `processBatch`; the
+// agent acts on every verdict (forward to the sink, interest match to a manager, hold), applies the
+// affinity updates managers send, and runs a packet a manager hands back through the firmware again,
+// marked as seen by that manager so it cannot loop.
+import {
+  DenyReason,
+  SegmentType,
+  u32ToIp,
+  type DeniedSegment,
+  type FixedAffinity as WireFixed,
+  type FixedEntry,
+  type ServiceMessage,
+  type MessageOf,
+  type WildcardAffinity as WireWildcard,
+} from '../protocol/index.ts';
+import type { ServiceChannel, Outgoing } from '../transport/channel.ts';
+import type { Endpoint } from '../transport/udp.ts';
+import { endpointKey, firmwareActions, firmwareFixed, firmwareWildcard, Interner, UnsupportedActionError } from './affinity.ts';
+import { HoldQueue } from './hold.ts';
+import { DescOut, Status, VerdictCode, type AffinityKey, type ForwardingFirmware } from './wasm.ts';
+
+/** Where forwarded packets go: a pcap writer, a TUN device. Must consume `packet` before returning. */
+export interface PacketSink {
+  send(packet: Uint8Array, nextHop: number): void;
+}
+
+export interface AgentOptions {
+  firmware: ForwardingFirmware;
+  /** Unicast control channel: interest matches out, affinity updates in. */
+  control: ServiceChannel;
+  /** Channel on the wildcard multicast group (receive only), if any. */
+  multicast?: ServiceChannel | undefined;
+  sink: PacketSink;
+  now: () => number;
+  holdQueue?: { size: number; deadlineMs: number };
+  /** Called with every fixed affinity installed (or deleted, TTL 0) from an affinity update. */
+  onFixedInstalled?: ((e: FixedEntry) => void) | undefined;
+  /** Called for each control-plane event worth a log line. */
+  onEvent?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+const STATUS_TO_DENY: Record<number, number> = {
+  [Status.TABLE_FULL]: DenyReason.TableFull,
+  [Status.NO_WILDCARD]: DenyReason.NoSupportingWildcard,
+  [Status.UNSUPPORTED_ACTION]: DenyReason.UnsupportedAction,
+  [Status.PATTERN_LIMIT]: DenyReason.TableFull,
+};
+
+export interface AgentStats {
+  interestMatches: number;
+  packetsToManager: number;
+  holdOverflow: number;
+  holdExpired: number;
+  noInterestTarget: number;
+  wildcardsInstalled: number;
+  fixedInstalled: number;
+  fixedDeleted: number;
+  updatesDenied: number;
+  packetsReturned: number;
+  ipPacketOnly: number;
+  forwarded: number;
+}
+
+export class ForwardingAgent {
+  readonly firmware: ForwardingFirmware;
+  readonly hold: HoldQueue;
+  readonly stats: AgentStats = {
+    interestMatches: 0,
+    packetsToManager: 0,
+    holdOverflow: 0,
+    holdExpired: 0,
+    noInterestTarget: 0,
+    wildcardsInstalled: 0,
+    fixedInstalled: 0,
+    fixedDeleted: 0,
+    updatesDenied: 0,
+    packetsReturned: 0,
+    ipPacketOnly: 0,
+    forwarded: 0,
+  };
+  private readonly control: ServiceChannel;
+  private readonly sink: PacketSink;
+  private readonly now: () => number;
+  private readonly onEvent: (event: string, fields: Record<string, unknown>) => void;
+  private readonly onFixedInstalled: ((e: FixedEntry) => void) | undefined;
+  /** Manager identities (wire sender ids) ↔ firmware owner indices. */
+  private readonly owners = new Interner<number>((v) => String(v));
+  /** Interest address:port ↔ firmware interest target indices. */
+  private readonly targets = new Interner<Endpoint>(endpointKey);
+  private readonly fixedBase: number;
+  private readonly fixedEntryBytes: number;
+  private readonly mem: Uint8Array;
+
+  constructor(opts: AgentOptions) {
+    this.firmware = opts.firmware;
+    this.control = opts.control;
+    this.sink = opts.sink;
+    this.now = opts.now;
+    this.onEvent = opts.onEvent ?? (() => undefined);
+    this.onFixedInstalled = opts.onFixedInstalled;
+    this.hold = new HoldQueue(opts.holdQueue?.size ?? 1024, opts.holdQueue?.deadlineMs ?? 20);
+    const fw = this.firmware;
+    const layout = fw.raw.layout();
+    const words = new DataView(fw.memory.buffer);
+    this.fixedBase = words.getUint32(layout + 11 * 4, true); // layout record word L.FIXED
+    this.fixedEntryBytes = fw.capacities.fixedEntryBytes;
+    this.mem = new Uint8Array(fw.memory.buffer);
+    this.control.onMessage((m, from) => this.handleMessage(m, from));
+    opts.multicast?.onMessage((m, from) => this.handleMessage(m, from));
+  }
+
+  /** Owner index the firmware uses for a manager identity (interned on first sight). */
+  ownerOf(sender: number): number | undefined {
+    return this.owners.intern(sender);
+  }
+
+  /** Runs descriptors [0, count) (filled by the source) and acts on every verdict. */
+  processBatch(count: number): void {
+    const fw = this.firmware;
+    fw.process(count, this.now());
+    const d8 = fw.descriptorBytes;
+    const d16 = fw.descriptorU16;
+    const d32 = fw.descriptorU32;
+    for (let i = 0; i < count; i++) {
+      const base = i * 32;
+      const verdict = d8[base + 12]!;
+      if (verdict === VerdictCode.FORWARD) {
+        this.sink.send(fw.packet(i), d32[(base + 16) >> 2]!);
+        continue;
+      }
+      if (verdict === VerdictCode.DROP) continue;
+      const flags = d16[(base + 14) >> 1]!;
+      if (verdict === VerdictCode.COPY) {
+        this.interestMatch(i, flags, (flags & DescOut.ATTACH) !== 0);
+        this.sink.send(fw.packet(i), d32[(base + 16) >> 2]!);
+      } else if (verdict === VerdictCode.TO_MANAGER) {
+        this.interestMatch(i, flags, true);
+      } else if (verdict === VerdictCode.HOLD) {
+        this.holdPacket(i, flags);
+      }
+    }
+    this.stats.forwarded = Number(fw.counter('FORWARDED'));
+  }
+
+  /** Copies packets into the batch and runs them (packets a manager returned, held packets). */
+  runPackets(packets: readonly Uint8Array[], seenByOwner: number): void {
+    const fw = this.firmware;
+    const max = fw.capacities.batchMax;
+    for (let start = 0; start < packets.length; start += max) {
+      const n = Math.min(max, packets.length - start);
+      for (let i = 0; i < n; i++) fw.writePacket(i, packets[start + i]!, seenByOwner ? { seenByOwner } : undefined);
+      this.processBatch(n);
+    }
+  }
+
+  /** Timers: the firmware's bounded expiry sweep and the hold queue's deadlines. */
+  tick(): void {
+    const now = this.now();
+    this.firmware.tick(now);
+    for (const p of this.hold.expire(now)) {
+      this.stats.holdExpired++;
+      this.sendPacketToManager(p.bytes, p.target, true);
+    }
+  }
+
+  // ---- verdicts ------------------------------------------------------------------------------------
+
+  private interestMatch(i: number, flags: number, attach: boolean): void {
+    const fw = this.firmware;
+    const target = this.targets.get(fw.interestTarget(i));
+    if (!target) {
+      this.stats.noInterestTarget++;
+      return;
+    }
+    const fixed = (flags & DescOut.FIXED) !== 0;
+    const key = fixed ? this.fixedKeyAt(fw.affinitySlot(i)) : packetKey(fw.packet(i));
+    if (!key) {
+      this.stats.noInterestTarget++;
+      return;
+    }
+    this.stats.interestMatches++;
+    if (attach) this.stats.packetsToManager++;
+    const identifier = {
+      protocol: key.proto,
+      srcAddr: key.saddr,
+      dstAddr: key.daddr,
+      srcPort: key.sport,
+      dstPort: key.dport,
+      flags: fw.nextHop(i) !== 0 ? 1 : 0,
+      reason: fw.interestBits(i),
+    };
+    const packet = attach ? fw.packet(i) : undefined;
+    const msg: Outgoing = fixed
+      ? { type: 'interest-match-fixed', identifier, packet }
+      : { type: 'interest-match-wildcard', identifier, packet };
+    this.control.send(msg, target);
+  }
+
+  private holdPacket(i: number, flags: number): void {
+    const fw = this.firmware;
+    const bytes = fw.packet(i);
+    const key = packetKey(bytes);
+    const targetIdx = fw.interestTarget(i);
+    const flow = key ? flowId(key) : '';
+    const first = flow !== '' && !this.hold.has(flow);
+    if (flow !== '' && this.hold.hold(flow, bytes, targetIdx, this.now())) {
+      // One interest match per held flow; later packets of it wait for the same answer.
+      if (first) this.interestMatch(i, flags, false);
+      return;
+    }
+    this.stats.holdOverflow++;
+    this.interestMatch(i, flags, true);
+  }
+
+  private sendPacketToManager(bytes: Uint8Array, targetIdx: number, expired: boolean): void {
+    const target = this.targets.get(targetIdx);
+    const key = packetKey(bytes);
+    if (!target || !key) {
+      this.stats.noInterestTarget++;
+      return;
+    }
+    this.stats.packetsToManager++;
+    this.control.send(
+      {
+        type: 'interest-match-wildcard',
+        identifier: { protocol: key.proto, srcAddr: key.saddr, dstAddr: key.daddr, srcPort: key.sport, dstPort: key.dport, flags: 0, reason: expired ? 1 << 15 : 0 },
+        packet: bytes,
+      },
+      target,
+    );
+  }
+
+  // ---- control messages ------------------------------------------------------------------------------
+
+  handleMessage(msg: ServiceMessage, from: Endpoint): void {
+    switch (msg.type) {
+      case 'affinity-update-wildcard':
+        this.applyWildcards(msg, from);
+        break;
+      case 'affinity-update-fixed':
+        this.applyFixed(msg, from);
+        break;
+      case 'ip-packet-only':
+        this.stats.ipPacketOnly++;
+        this.runPackets([msg.packet], 0);
+        break;
+      default:
+        // Replication, heartbeats and interest matches are between managers; an agent ignores them.
+        break;
+    }
+  }
+
+  private applyWildcards(msg: MessageOf<'affinity-update-wildcard'>, from: Endpoint): void {
+    const owner = this.owners.intern(msg.sender);
+    const denied: DeniedSegment[] = [];
+    const refused: WireWildcard[] = [];
+    for (const e of msg.wildcards) {
+      let status: number;
+      if (owner === undefined) status = Status.TABLE_FULL;
+      else {
+        try {
+          const actions = firmwareActions(e.actions, (t) => this.targets.intern(t), u32ToIp);
+          status = this.firmware.installWildcard(firmwareWildcard(e, owner, msg.servicePrecedence, msg.backupPrecedence, actions), this.now());
+        } catch (err) {
+          if (!(err instanceof UnsupportedActionError)) throw err;
+          status = Status.UNSUPPORTED_ACTION;
+        }
+      }
+      if (status === Status.OK) this.stats.wildcardsInstalled++;
+      else {
+        denied.push({ segmentType: SegmentType.WildcardAffinity, offset: 0, reason: STATUS_TO_DENY[status] ?? DenyReason.BadArgument });
+        refused.push(e.affinity);
+      }
+    }
+    if (denied.length > 0) this.deny(msg, from, denied, refused, []);
+  }
+
+  private applyFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
+    const owner = this.owners.intern(msg.sender);
+    const denied: DeniedSegment[] = [];
+    const refused: WireFixed[] = [];
+    const released: Uint8Array[] = [];
+    for (const e of msg.fixed) {
+      let status: number;
+      if (owner === undefined) status = Status.TABLE_FULL;
+      else {
+        try {
+          const actions = firmwareActions(e.actions, (t) => this.targets.intern(t), u32ToIp);
+          status = this.firmware.installFixed(firmwareFixed(e, owner, actions), this.now());
+        } catch (err) {
+          if (!(err instanceof UnsupportedActionError)) throw err;
+          status = Status.UNSUPPORTED_ACTION;
+        }
+      }
+      if (status === Status.OK) {
+        this.onFixedInstalled?.(e);
+        if (e.affinity.ttlMs === 0) this.stats.fixedDeleted++;
+        else this.stats.fixedInstalled++;
+      } else if (!(status === Status.NOT_FOUND && e.affinity.ttlMs === 0)) {
+        denied.push({ segmentType: SegmentType.FixedAffinity, offset: 0, reason: STATUS_TO_DENY[status] ?? DenyReason.BadArgument });
+        refused.push(e.affinity);
+      }
+      const a = e.affinity;
+      const flow = flowId({ proto: a.protocol, saddr: a.srcAddr, daddr: a.dstAddr, sport: a.srcPort, dport: a.dstPort });
+      for (const p of this.hold.release(flow)) released.push(p.bytes);
+    }
+    if (denied.length > 0) this.deny(msg, from, denied, [], refused);
+    const packets = msg.packet ? [msg.packet, ...released] : released;
+    if (packets.length > 0) {
+      if (msg.packet) this.stats.packetsReturned++;
+      this.runPackets(packets, owner ?? 0);
+    }
+  }
+
+  private deny(
+    msg: ServiceMessage,
+    from: Endpoint,
+    denied: DeniedSegment[],
+    wildcards: WireWildcard[],
+    fixed: WireFixed[],
+  ): void {
+    this.stats.updatesDenied++;
+    this.onEvent('deny', { manager: endpointKey(from), type: msg.type, segments: denied.length });
+    this.control.send({ type: 'affinity-update-deny', deniedType: msg.type, deniedSequence: msg.sequence, denied, wildcards, fixed }, from);
+  }
+
+  /** The affinity key stored in fixed table slot `slot` (wire order in memory). */
+  private fixedKeyAt(slot: number): AffinityKey | null {
+    if (slot >= this.firmware.capacities.fixedSlots) return null;
+    const e = this.fixedBase + slot * this.fixedEntryBytes;
+    const m = this.mem;
+    return {
+      saddr: ((m[e]! << 24) | (m[e + 1]! << 16) | (m[e + 2]! << 8) | m[e + 3]!) >>> 0,
+      daddr: ((m[e + 4]! << 24) | (m[e + 5]! << 16) | (m[e + 6]! << 8) | m[e + 7]!) >>> 0,
+      sport: (m[e + 8]! << 8) | m[e + 9]!,
+      dport: (m[e + 10]! << 8) | m[e + 11]!,
+      proto: m[e + 12]!,
+    };
+  }
+}
+
+/** The affinity key of an IPv4 packet (ports 0 for non-first fragments and other protocols). */
+export function packetKey(p: Uint8Array): AffinityKey | null {
+  if (p.length < 20 || p[0]! >> 4 !== 4) return null;
+  const ihl = (p[0]! & 15) * 4;
+  const proto = p[9]!;
+  const saddr = ((p[12]! << 24) | (p[13]! << 16) | (p[14]! << 8) | p[15]!) >>> 0;
+  const daddr = ((p[16]! << 24) | (p[17]! << 16) | (p[18]! << 8) | p[19]!) >>> 0;
+  const fragOffset = ((p[6]! & 0x1f) << 8) | p[7]!;
+  let sport = 0;
+  let dport = 0;
+  if ((proto === 6 || proto === 17) && fragOffset === 0 && p.length >= ihl + 4) {
+    sport = (p[ihl]! << 8) | p[ihl + 1]!;
+    dport = (p[ihl + 2]! << 8) | p[ihl + 3]!;
+  }
+  return { proto, saddr, daddr, sport, dport };
+}
+
+export function flowId(k: AffinityKey): string {
+  return `${k.proto}/${k.saddr}:${k.sport}>${k.daddr}:${k.dport}`;
+}
