@@ -53,7 +53,7 @@ describe('docs/operations.md', () => {
     for (const metric of await registry.getMetricsAsJSON()) {
       const labels = new Set<string>();
       for (const v of metric.values) for (const k of Object.keys(v.labels)) if (k !== 'le') labels.add(k);
-      registered.set(metric.name, { type: metric.type, labels: [...labels].sort() });
+      registered.set(metric.name, { type: String(metric.type), labels: [...labels].sort() });
     }
     const documented = new Map<string, { type: string; labels: string[] }>();
     for (const row of codeRows(section('Metrics'))) {
