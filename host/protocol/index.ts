@@ -1,7 +1,9 @@
 // The service message protocol: the wire between forwarding agents and service managers.
 // Bytes: docs/protocol.md. Import from here; the other files are the implementation.
-export { encodeMessage, encodeMessageInto, decodeMessage, denyFor } from './codec.ts';
-export type { EncodeOptions, DecodeOptions } from './codec.ts';
+export { encodeMessage, encodeMessageInto } from './encode.ts';
+export type { EncodeOptions } from './encode.ts';
+export { decodeMessage, denyFor } from './decode.ts';
+export type { DecodeOptions } from './decode.ts';
 export { ProtocolError } from './errors.ts';
 export type { ProtocolErrorCode, DeniedSegment } from './errors.ts';
 export { Keyring, SecurityVerifier, ReplayWindow, initialSequence, DEFAULT_REPLAY_WINDOW } from './security.ts';
