@@ -1,5 +1,17 @@
 // Operations surface: metrics (Prometheus), control-plane logs (pino NDJSON), the /metrics + /status
 // endpoint and the `wasmlb status` client.
+//
+// Wiring a process (the agent; a manager is the same with managerMetrics and its own status):
+//
+//   const registry = createRegistry({ processMetrics: true });
+//   buildInfo(registry, { version, role: 'agent' });
+//   agentMetrics(registry, () => agentSnapshotFromFirmware(firmware.counters(), firmware.capacities, { heldPackets }));
+//   controlMetrics(registry, () => ({ sent, received, rejected: securityRejections(verifier.counters) }));
+//   const ops = await startStatusServer({ port: config.agent.metricsPort, registry, status: () => statusInput });
+//   const log = createLogger({ name: 'agent', level: parseLogLevel(opts.logLevel) });
+//   const events = controlEvents(log); // events.deny({ agent, manager, vip, reason }) …
+//   …
+//   await ops.close();
 export {
   agentMetrics,
   buildInfo,
