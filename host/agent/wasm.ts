@@ -109,7 +109,7 @@ export const DescIn = { RESUME: 1, SEEN: 2 } as const;
 export const DescOut = { ATTACH: 1, FIXED: 2, WILDCARD: 4, REWRITTEN: 8, INTEREST: 16 } as const;
 
 // control record (assembly/control.ts)
-const C = {
+export const CONTROL_LAYOUT = {
   SADDR: 0, DADDR: 4, SPORT: 8, DPORT: 10, PROTO: 12, PREC_FLAGS: 13, ACTIONS: 14, TTL: 16, OWNER: 20,
   INTEREST_MASK: 22, INTEREST_TARGET: 24, SERVICE_PREC: 26, NAT_SRC_ADDR: 28, NAT_SRC_PORT: 32,
   NAT_DST_PORT: 34, NAT_DST_ADDR: 36, FORWARD_IP: 40, SEQ_INIT: 44, SEQ_DELTA: 48, ACK_INIT: 52,
@@ -119,14 +119,16 @@ const C = {
   O_FORWARD_IP: 160, O_SEQ_INIT: 164, O_SEQ_DELTA: 168, O_ACK_INIT: 172, O_ACK_DELTA: 176, O_PACKETS: 180,
   O_BYTES: 184,
 } as const;
+const C = CONTROL_LAYOUT;
 
 // layout record word indices (assembly/layout.ts L_*)
-const L = {
+export const LAYOUT_WORDS = {
   VERSION: 0, BUDGET: 1, COUNTERS: 2, COUNTER_COUNT: 3, CONTROL: 4, DESCRIPTORS: 5, BATCH_MAX: 6,
   DESC_SIZE: 7, PACKETS: 8, PACKET_REGION: 9, PACKET_SLOT: 10, FIXED: 11, FIXED_SLOTS: 12,
   FIXED_CAPACITY: 13, FIXED_SIZE: 14, WILDCARDS: 15, WILDCARD_SLOTS: 16, WILDCARD_CAPACITY: 17, EXT: 18,
   EXT_CAPACITY: 19, INFO: 20, INFO_SLOTS: 21, END: 22, CAPABILITIES: 23, MAX_PATTERNS: 24,
 } as const;
+const L = LAYOUT_WORDS;
 export const ABI_VERSION = 1;
 
 // ---- public types ---------------------------------------------------------------------------------------
