@@ -1,6 +1,135 @@
-// wasmlb command line: one entry, subcommands. Each subcommand lives in its own module.
-import { Command } from 'commander';
+// wasmlb command line: one entry, subcommands. Each subcommand's work lives in its own module; this
+// file parses flags, loads the config and turns typed errors into one clear line and exit code 2.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { applyOverrides, ConfigError, defaultConfig, loadConfig, selectManager, type WasmlbConfig } from './config/index.ts';
+import { LOG_LEVELS, type LogLevel } from './ops/log.ts';
+import type { Endpoint } from './transport/udp.ts';
+
+function endpoint(text: string): Endpoint {
+  const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(text);
+  if (!m || Number(m[2]) > 65535 || m[1]!.split('.').some((o) => Number(o) > 255)) {
+    throw new InvalidArgumentError(`expected ADDR:PORT (e.g. 127.0.0.1:7500), got "${text}"`);
+  }
+  return { address: m[1]!, port: Number(m[2]) };
+}
+const collect = <T>(parse: (s: string) => T) => (v: string, prev: T[] | undefined): T[] => [...(prev ?? []), parse(v)];
+function positive(text: string): number {
+  const v = Number(text);
+  if (!Number.isFinite(v) || v <= 0) throw new InvalidArgumentError(`expected a positive number, got "${text}"`);
+  return v;
+}
+function positiveInt(text: string): number {
+  const v = positive(text);
+  if (!Number.isInteger(v)) throw new InvalidArgumentError(`expected a whole number, got "${text}"`);
+  return v;
+}
+
+interface CommonFlags {
+  config?: string;
+  vip?: string;
+  backends?: string;
+  balancer?: string;
+  role?: string;
+  keyFile?: string;
+  logLevel: LogLevel;
+}
+
+function withCommonFlags(cmd: Command): Command {
+  return cmd
+    .option('-c, --config <file>', 'YAML config file (bundled defaults when absent)')
+    .option('--vip <addr:port>', 'the VIP (overrides the config)')
+    .option('--backends <list>', 'backends A[:P],B[:P],… (overrides the config)')
+    .addOption(new Option('--balancer <kind>', 'balancer').choices(['rr', 'wlc', 'maglev']))
+    .option('--key-file <file>', 'shared key (hex) for message authentication')
+    .addOption(new Option('--log-level <level>', 'log level').choices([...LOG_LEVELS]).default('info'));
+}
+
+function configFrom(flags: CommonFlags): WasmlbConfig {
+  const base = flags.config ? loadConfig(flags.config) : defaultConfig();
+  return applyOverrides(base, { vip: flags.vip, backends: flags.backends, balancer: flags.balancer, role: flags.role, keyFile: flags.keyFile });
+}
 
 const program = new Command();
-program.name('wasmlb').description('L4 load balancer with a WebAssembly forwarding agent');
-await program.parseAsync(process.argv);
+program
+  .name('wasmlb')
+  .description('L4 load balancer: a WebAssembly forwarding agent and fault-tolerant service managers')
+  .showHelpAfterError();
+
+withCommonFlags(
+  program
+    .command('manager')
+    .description('run a service manager (primary or backup)')
+    .addOption(new Option('--role <role>', 'role').choices(['primary', 'backup']))
+    .option('--identity <name>', 'which manager of the config to run')
+    .option('--control <addr:port>', 'control socket address', endpoint)
+    .option('--agent <addr:port>', 'agent to reach by unicast (repeatable)', collect(endpoint)),
+).action(async (flags: CommonFlags & { identity?: string; control?: Endpoint; agent?: Endpoint[] }) => {
+  const config = configFrom(flags);
+  const m = selectManager(config, { identity: flags.identity, role: flags.role as 'primary' | 'backup' | undefined });
+  const manager = flags.control ? { ...m, control: flags.control } : m;
+  const { runManager } = await import('./manager/run.ts');
+  await runManager({ config, manager, agents: flags.agent ?? [], logLevel: flags.logLevel });
+});
+
+function replayCommand(name: string, description: string): Command {
+  return withCommonFlags(
+    program
+      .command(name)
+      .description(description)
+      .option('-o, --out <file>', 'write the forwarded packets to this pcap (raw IPv4)')
+      .option('--topspeed', 'as fast as possible (default)')
+      .option('--multiplier <x>', 'replay at x times the capture speed', positive)
+      .option('--pps <n>', 'replay at n packets per second', positive)
+      .option('--loop <n>', 'replay the capture n times', positiveInt, 1)
+      .option('--json', 'print the summary as one JSON object'),
+  );
+}
+
+interface ReplayFlags extends CommonFlags {
+  out?: string;
+  topspeed?: boolean;
+  multiplier?: number;
+  pps?: number;
+  loop: number;
+  json?: boolean;
+}
+
+async function runReplay(input: string, flags: ReplayFlags): Promise<void> {
+  if ([flags.topspeed, flags.multiplier, flags.pps].filter((v) => v !== undefined).length > 1) {
+    throw new InvalidArgumentError('choose one of --topspeed, --multiplier, --pps');
+  }
+  const config = configFrom(flags);
+  const { replay } = await import('./replay/replay.ts');
+  const { printSummary, progressBar } = await import('./replay/summary.ts');
+  const bar = flags.json ? null : progressBar('replay');
+  const summary = await replay({
+    input,
+    output: flags.out,
+    config,
+    loop: flags.loop,
+    pacing: flags.multiplier ? { kind: 'multiplier', factor: flags.multiplier } : flags.pps ? { kind: 'pps', rate: flags.pps } : { kind: 'topspeed' },
+    logLevel: flags.logLevel,
+    onProgress: bar?.update,
+  });
+  bar?.stop();
+  printSummary(summary, Boolean(flags.json));
+}
+
+replayCommand('replay', 'replay a capture through the agent and a primary manager over UDP')
+  .argument('<in>', 'pcap or pcapng capture')
+  .action(runReplay);
+
+replayCommand('start', 'the main job: replay the bundled demo capture and print the summary').action(async (flags: ReplayFlags) => {
+  const { DEMO_CAPTURE } = await import('./replay/summary.ts');
+  await runReplay(DEMO_CAPTURE, flags);
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof ConfigError || e instanceof InvalidArgumentError || (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string')) {
+    process.stderr.write(`wasmlb: ${e.message}\n`);
+    process.exit(2);
+  }
+  throw e;
+}

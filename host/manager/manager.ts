@@ -1,0 +1,342 @@
+// The service manager: multicasts wildcard affinities for its VIPs, answers each new flow's first
+// packet with fixed affinities for both directions (backend picked by the balancer, remembered in
+// the store), renews them on every interest match, closes them on FIN/RST, and tells its
+// replication hook about every affinity it sends so a backup can mirror it.
+import {
+  FixedAffinityFlag,
+  ipToU32,
+  type Action,
+  type FixedEntry,
+  type MessageOf,
+  type ServiceMessage,
+  type WildcardEntry,
+} from '../protocol/index.ts';
+import type { ManagerConfig, VipConfig, WasmlbConfig } from '../config/index.ts';
+import type { ServiceChannel } from '../transport/channel.ts';
+import type { Endpoint } from '../transport/udp.ts';
+import { createBalancer, makeBackend, type Backend, type Balancer, type FlowKey } from './decision.ts';
+import { admitFlow, AffinityStore, flowAffinities, type AffinityFlow, type AffinityUpdate, type DirectionAffinity } from './store.ts';
+import { HealthMonitor, healthOptionsOf } from './health.ts';
+
+/** Interest bits (the firmware's numbering, carried on the wire in interest criteria masks). */
+export const Interest = { FIN: 1 << 0, SYN: 1 << 1, RST: 1 << 2, ALL: 1 << 15 } as const;
+
+/** A manager's wire identity: FNV-1a of its configured name, so every process derives the same id. */
+export function managerId(identity: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < identity.length; i++) h = Math.imul(h ^ identity.charCodeAt(i), 0x01000193);
+  return h >>> 0 || 1;
+}
+
+export interface Vip {
+  readonly config: VipConfig;
+  readonly proto: number;
+  readonly ip: number;
+  readonly port: number;
+  readonly balancer: Balancer;
+  readonly backends: readonly Backend[];
+  readonly health: HealthMonitor | null;
+}
+
+export interface ManagerOptions {
+  config: WasmlbConfig;
+  manager: ManagerConfig;
+  channel: ServiceChannel;
+  now: () => number;
+  /** Agents reached by unicast (in addition to the multicast group). */
+  agents?: Endpoint[];
+  /** Called with every flow whose affinities were sent to an agent (new flow, renewal, close). */
+  onAffinitySent?: (flow: AffinityFlow) => void;
+  onEvent?: (event: string, fields: Record<string, unknown>) => void;
+}
+
+export interface ManagerStats {
+  interestMatches: number;
+  newFlows: number;
+  renewals: number;
+  closes: number;
+  noBackend: number;
+  unknownFlow: number;
+  keyConflicts: number;
+  deniesReceived: number;
+  expired: number;
+  wildcardUpdates: number;
+  errors: number;
+}
+
+export class ServiceManager {
+  readonly id: number;
+  readonly identity: string;
+  readonly store: AffinityStore;
+  readonly vips: readonly Vip[];
+  readonly stats: ManagerStats = {
+    interestMatches: 0,
+    newFlows: 0,
+    renewals: 0,
+    closes: 0,
+    noBackend: 0,
+    unknownFlow: 0,
+    keyConflicts: 0,
+    deniesReceived: 0,
+    expired: 0,
+    wildcardUpdates: 0,
+    errors: 0,
+  };
+  /** Answering agents (primary, or a backup after takeover). A passive backup only stores. */
+  active: boolean;
+  readonly cfg: ManagerConfig;
+  private readonly channel: ServiceChannel;
+  private readonly now: () => number;
+  private readonly agents = new Map<string, Endpoint>();
+  private readonly wildcardTargets: Endpoint[] = [];
+  private readonly control: { addr: number; port: number };
+  private readonly onAffinitySent: (flow: AffinityFlow) => void;
+  private readonly onEvent: (event: string, fields: Record<string, unknown>) => void;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(opts: ManagerOptions) {
+    this.cfg = opts.manager;
+    this.identity = opts.manager.identity;
+    this.id = managerId(this.identity);
+    this.channel = opts.channel;
+    this.now = opts.now;
+    this.active = opts.manager.role === 'primary';
+    this.onAffinitySent = opts.onAffinitySent ?? (() => undefined);
+    this.onEvent = opts.onEvent ?? (() => undefined);
+    this.control = { addr: ipToU32(opts.manager.control.address), port: opts.channel.socket.local.port };
+    this.store = new AffinityStore({
+      now: opts.now,
+      timers: {
+        agentFixedTtlMs: opts.manager.timers.fixedTtl,
+        expirySlackMs: opts.manager.timers.expirySlack,
+        backupSlackMs: opts.manager.timers.backupSlack,
+        stickyMs: opts.manager.timers.sticky,
+      },
+    });
+    this.vips = opts.config.vips.map((v) => this.makeVip(v));
+    const mc = opts.config.agent.multicast;
+    if (mc.enabled) this.wildcardTargets.push({ address: mc.group, port: mc.port });
+    for (const a of opts.agents ?? []) this.agents.set(`${a.address}:${a.port}`, a);
+    this.channel.onMessage((m, from) => this.handleMessage(m, from));
+  }
+
+  private makeVip(v: VipConfig): Vip {
+    const backends = v.backends.map((b) => makeBackend(b.address, b.port, b.weight));
+    const balancer = createBalancer(this.cfg.balancer, backends);
+    let health: HealthMonitor | null = null;
+    if (v.healthCheck.type !== 'none') {
+      health = new HealthMonitor(backends.map((b) => ({ id: b.id, address: b.address, port: b.port })), healthOptionsOf(v.healthCheck));
+      health.onChange((c) => {
+        balancer.setHealth(c.id, c.healthy);
+        this.onEvent('health', { backend: c.id, healthy: c.healthy, reason: c.reason, vip: `${v.address}:${v.port}` });
+        if (!c.healthy && v.unhealthyFlows === 'remove') this.removeBackendFlows(c.id);
+      });
+    }
+    return { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, health };
+  }
+
+  /** Starts wildcard refresh, store expiry and health checks. */
+  start(): void {
+    const t = this.cfg.timers;
+    this.sendWildcards(t.wildcardTtl);
+    this.timers.push(setInterval(() => this.sendWildcards(t.wildcardTtl), t.wildcardRefresh));
+    this.timers.push(setInterval(() => this.expire(), 100));
+    for (const v of this.vips) v.health?.start();
+  }
+
+  /** Stops timers; with `withdraw`, cancels this manager's wildcards on the agents (TTL 0). */
+  async stop(withdraw: boolean): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    if (withdraw) this.sendWildcards(0);
+    await Promise.all(this.vips.map((v) => v.health?.stop()));
+  }
+
+  expire(): void {
+    for (const flow of this.store.expire()) {
+      this.stats.expired++;
+      this.vipOf(flow.proto, flow.vipIp, flow.vipPort)?.balancer.onFlowEnd(flow.backend);
+    }
+  }
+
+  // ---- wildcards ------------------------------------------------------------------------------------
+
+  /** Wildcards for every VIP: clients → VIP, and backends → clients for the return direction. */
+  wildcardEntries(ttlMs: number): WildcardEntry[] {
+    const interest: Action = { kind: 'interest-criteria', addr: this.control.addr, port: this.control.port, mask: Interest.ALL, data: true, copy: false, hold: false };
+    const out: WildcardEntry[] = [];
+    for (const v of this.vips) {
+      for (const prefix of this.cfg.clientDomain) {
+        const [net, len] = parsePrefix(prefix);
+        out.push({
+          affinity: { protocol: v.proto, srcAddr: net, srcMask: len, dstAddr: v.ip, dstMask: 0xffffffff, srcPort: 0, dstPort: v.port, flags: 0, ttlMs },
+          actions: [interest],
+        });
+        if (this.cfg.mode === 'nat') {
+          for (const b of v.backends) {
+            out.push({
+              affinity: { protocol: v.proto, srcAddr: b.ip, srcMask: 0xffffffff, dstAddr: net, dstMask: len, srcPort: b.port, dstPort: 0, flags: 0, ttlMs },
+              actions: [interest],
+            });
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  sendWildcards(ttlMs: number): void {
+    this.stats.wildcardUpdates++;
+    const targets = [...this.wildcardTargets, ...this.agents.values()];
+    const entries = this.wildcardEntries(ttlMs);
+    // Keep each message well under the datagram limit.
+    for (let i = 0; i < entries.length; i += 64) {
+      this.channel.sendMany(
+        {
+          type: 'affinity-update-wildcard',
+          servicePrecedence: { value: this.cfg.servicePrecedence, wildcardFirst: false },
+          backupPrecedence: this.cfg.backupPrecedence,
+          wildcards: entries.slice(i, i + 64),
+        },
+        targets,
+      );
+    }
+  }
+
+  // ---- interest matches --------------------------------------------------------------------------------
+
+  handleMessage(msg: ServiceMessage, from: Endpoint): void {
+    try {
+      this.dispatch(msg, from);
+    } catch (e) {
+      // One message must never take the manager (and every flow's state) down.
+      this.stats.errors++;
+      this.onEvent('error', { type: msg.type, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+
+  private dispatch(msg: ServiceMessage, from: Endpoint): void {
+    switch (msg.type) {
+      case 'interest-match-wildcard':
+      case 'interest-match-fixed':
+        this.agents.set(`${from.address}:${from.port}`, from);
+        if (this.active) this.interestMatch(msg, from);
+        break;
+      case 'affinity-update-deny':
+        this.stats.deniesReceived++;
+        this.onEvent('deny-received', { agent: `${from.address}:${from.port}`, denied: msg.denied.length, type: msg.deniedType });
+        for (const f of msg.fixed) {
+          const flow = this.store.remove({ proto: f.protocol, srcIp: f.srcAddr, srcPort: f.srcPort, dstIp: f.dstAddr, dstPort: f.dstPort });
+          if (flow) this.vipOf(flow.proto, flow.vipIp, flow.vipPort)?.balancer.onFlowEnd(flow.backend);
+        }
+        break;
+      default:
+        this.extraHandler?.(msg, from);
+    }
+  }
+
+  /** Messages the manager core does not handle (replication, heartbeats) go here. */
+  extraHandler: ((msg: ServiceMessage, from: Endpoint) => void) | null = null;
+
+  private interestMatch(msg: MessageOf<'interest-match-wildcard'> | MessageOf<'interest-match-fixed'>, from: Endpoint): void {
+    this.stats.interestMatches++;
+    const id = msg.identifier;
+    const key: FlowKey = { proto: id.protocol, srcIp: id.srcAddr, srcPort: id.srcPort, dstIp: id.dstAddr, dstPort: id.dstPort };
+    const existing = this.store.lookup(key);
+    let update: AffinityUpdate | null = null;
+    const vip = this.vipOf(key.proto, key.dstIp, key.dstPort);
+    if (existing && (id.reason & (Interest.FIN | Interest.RST)) !== 0) {
+      update = this.store.close(key, id.reason & Interest.RST ? 'rst' : 'fin');
+      this.stats.closes++;
+    } else if (vip) {
+      // Client → VIP: the flow's backend (duplicate SYNs and retransmits keep theirs), or a new pick.
+      const admission = admitFlow(this.store, vip.balancer, key, this.cfg.mode, this.identity);
+      if (admission.kind === 'new') {
+        this.stats.newFlows++;
+        update = admission.update;
+      } else if (admission.kind === 'existing') {
+        this.stats.renewals++;
+        update = admission.update;
+      } else if (admission.kind === 'no-backend') this.stats.noBackend++;
+      else this.stats.keyConflicts++;
+    } else if (existing) {
+      update = this.store.renew(key);
+      this.stats.renewals++;
+    } else {
+      // A return packet (backend → client) of a flow this manager does not know.
+      this.stats.unknownFlow++;
+    }
+    if (update) this.sendUpdate(update, from, msg.packet);
+  }
+
+  /** Sends both directions' fixed affinities of the flow (and the packet back) to an agent. */
+  sendUpdate(update: AffinityUpdate, to: Endpoint, packet?: Uint8Array): void {
+    this.channel.send({ type: 'affinity-update-fixed', fixed: this.fixedEntries(update.flow, Math.ceil(update.agentTtlMs)), packet }, to);
+    this.onAffinitySent(update.flow);
+  }
+
+  /** Sends flows' affinities to every known agent (takeover push); several flows per message. */
+  pushAffinities(flows: Iterable<AffinityFlow>, ttlOf: (f: AffinityFlow) => number): number {
+    const agents = [...this.agents.values()];
+    let batch: FixedEntry[] = [];
+    let n = 0;
+    const flush = (): void => {
+      if (batch.length === 0) return;
+      this.channel.sendMany({ type: 'affinity-update-fixed', fixed: batch }, agents);
+      batch = [];
+    };
+    for (const f of flows) {
+      batch.push(...this.fixedEntries(f, Math.ceil(ttlOf(f))));
+      n++;
+      if (batch.length >= 32) flush();
+    }
+    flush();
+    return n;
+  }
+
+  fixedEntries(flow: AffinityFlow, ttlMs: number): FixedEntry[] {
+    const a = flowAffinities(flow);
+    return [this.entryOf(a.toBackend, ttlMs), this.entryOf(a.toClient, ttlMs)];
+  }
+
+  private entryOf(d: DirectionAffinity, ttlMs: number): FixedEntry {
+    const actions: Action[] = [];
+    if (d.rewrite) actions.push({ kind: 'nat', srcAddr: d.rewrite.srcIp, srcPort: d.rewrite.srcPort, dstAddr: d.rewrite.dstIp, dstPort: d.rewrite.dstPort });
+    if (d.dispatchTo !== null) actions.push({ kind: 'dispatch', nextHop: d.dispatchTo });
+    actions.push({ kind: 'interest-criteria', addr: this.control.addr, port: this.control.port, mask: Interest.FIN | Interest.RST, data: false, copy: false, hold: false });
+    return {
+      affinity: { protocol: d.key.proto, srcAddr: d.key.srcIp, dstAddr: d.key.dstIp, srcPort: d.key.srcPort, dstPort: d.key.dstPort, flags: FixedAffinityFlag.Information, ttlMs },
+      actions,
+    };
+  }
+
+  knownAgents(): Endpoint[] {
+    return [...this.agents.values()];
+  }
+
+  addAgent(ep: Endpoint): void {
+    this.agents.set(`${ep.address}:${ep.port}`, ep);
+  }
+
+  vipOf(proto: number, ip: number, port: number): Vip | undefined {
+    return this.vips.find((v) => v.proto === proto && v.ip === ip && v.port === port);
+  }
+
+  private removeBackendFlows(backendId: string): void {
+    const victims = [...this.store.entries()].filter((f) => f.backend.id === backendId);
+    for (const f of victims) {
+      const a = flowAffinities(f);
+      this.store.remove(a.toBackend.key);
+      this.vipOf(f.proto, f.vipIp, f.vipPort)?.balancer.onFlowEnd(f.backend);
+    }
+    this.pushAffinities(victims, () => 0);
+  }
+}
+
+/** "10.0.0.0/8" → [network, mask]. */
+export function parsePrefix(prefix: string): [number, number] {
+  const [addr, lenText] = prefix.split('/');
+  const len = Number(lenText ?? 32);
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return [(ipToU32(addr!) & mask) >>> 0, mask];
+}

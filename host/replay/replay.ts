@@ -1,0 +1,388 @@
+// `wasmlb replay`: a capture through a forwarding agent (this process) and a primary service manager
+// (a child process), talking over real UDP on loopback. Packets from the VIP in the capture are the
+// return direction: the replay rewrites their source to the backend their flow was given (as that
+// backend would send them), and the agent's SNAT must give back the capture's original bytes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ForwardingAgent, type PacketSink } from '../agent/agent.ts';
+import { ForwardingFirmware, COUNTER_NAMES, type CounterName } from '../agent/wasm.ts';
+import { CaptureReader, PcapWriter, LINKTYPE_RAW } from '../pcap/index.ts';
+import { ipToU32, u32ToIp, type FixedEntry } from '../protocol/index.ts';
+import type { WasmlbConfig } from '../config/index.ts';
+import { ServiceChannel } from '../transport/channel.ts';
+import { ControlSocket } from '../transport/udp.ts';
+import { securityOf } from '../manager/run.ts';
+
+const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
+
+export type Pacing = { kind: 'topspeed' } | { kind: 'multiplier'; factor: number } | { kind: 'pps'; rate: number };
+
+export interface ReplayOptions {
+  input: string;
+  output?: string | undefined;
+  config: WasmlbConfig;
+  pacing: Pacing;
+  loop: number;
+  /** Give up on a packet sent to the manager after this long (it counts as lost). */
+  answerTimeoutMs?: number;
+  logLevel?: string;
+  onProgress?: (bytesDone: number, bytesTotal: number) => void;
+}
+
+export interface ReplaySummary {
+  packetsIn: number;
+  packetsOut: number;
+  packetsDropped: number;
+  dropsByReason: Record<string, number>;
+  nonIpv4: number;
+  flows: number;
+  backends: Record<string, number>;
+  mpps: number;
+  newFlowsPerSec: number;
+  returnPackets: number;
+  returnMismatches: number;
+  returnUnmapped: number;
+  packetsLost: number;
+  elapsedSec: number;
+}
+
+export class ReplayError extends Error {
+  constructor(
+    readonly code: 'MANAGER_START' | 'NO_WILDCARDS' | 'INPUT',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ReplayError';
+  }
+}
+
+const DROP_COUNTERS: CounterName[] = COUNTER_NAMES.filter((n) => n.startsWith('DROP_') || n.startsWith('MALFORMED_'));
+
+/** Spawns `wasmlb manager` with the effective config; resolves once it logged "ready". */
+export async function spawnManager(
+  configFile: string,
+  args: string[],
+  onLine?: (line: Record<string, unknown>) => void,
+): Promise<{ child: ChildProcess; ready: Record<string, unknown> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, 'manager', '--config', configFile, ...args], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  return new Promise((resolve, reject) => {
+    let partial = '';
+    let done = false;
+    const timer = setTimeout(() => fail(`manager did not start within 15 s`), 15_000);
+    const fail = (why: string): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(new ReplayError('MANAGER_START', `${why}\n${stderr.slice(-2000)}`));
+    };
+    let stderr = '';
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (chunk: string) => {
+      stderr += chunk;
+      if (stderr.length > 100_000) stderr = stderr.slice(-50_000);
+      partial += chunk;
+      let nl: number;
+      while ((nl = partial.indexOf('\n')) >= 0) {
+        const line = partial.slice(0, nl);
+        partial = partial.slice(nl + 1);
+        if (!line.startsWith('{')) continue;
+        let e: Record<string, unknown>;
+        try {
+          e = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        onLine?.(e);
+        if (!done && e['event'] === 'ready') {
+          done = true;
+          clearTimeout(timer);
+          resolve({ child, ready: e });
+        }
+      }
+    });
+    child.on('exit', (code, signal) => {
+      if (process.env['WASMLB_DEBUG']) console.error('manager exit', code, signal, stderr.slice(-3000));
+      fail(`manager exited (${code ?? signal}) before it was ready`);
+    });
+  });
+}
+
+/** Writes the effective config where a child process can read it (YAML is a superset of JSON). */
+export function writeEffectiveConfig(config: WasmlbConfig): { file: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wasmlb-'));
+  const file = path.join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return { file, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
+  const inputSize = (await stat(opts.input).catch((e: Error) => {
+    throw new ReplayError('INPUT', `cannot read ${opts.input}: ${e.message}`);
+  })).size;
+  const config: WasmlbConfig = structuredClone(opts.config);
+  // The replay's agent is reached by unicast: no multicast cross-talk between concurrent replays.
+  config.agent.multicast.enabled = false;
+  const vip = config.vips[0]!;
+  const vipIp = ipToU32(vip.address);
+  const vipProto = vip.protocol === 'udp' ? 17 : 6;
+
+  const fw = await ForwardingFirmware.load({ budgetBytes: config.agent.firmware.budget });
+  const socket = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
+  const sec = securityOf(config);
+  const channel = new ServiceChannel({ socket, sender: 0x0a9e0001, ...sec });
+
+  const writer = opts.output ? await PcapWriter.open(opts.output, { linkType: LINKTYPE_RAW }) : null;
+  let tsSec = 0;
+  let tsNsec = 0;
+  let packetsOut = 0;
+  let returnMismatches = 0;
+  // Originals of return packets in flight, by (client addr, client port, IP id, TCP seq).
+  const pendingReturns = new Map<string, Buffer>();
+  const sink: PacketSink = {
+    send(p: Uint8Array): void {
+      packetsOut++;
+      writer?.writePacket(tsSec, tsNsec, p.length, p);
+      if (pendingReturns.size > 0 && p.length >= 28 && p[9] === vipProto && readU32(p, 12) === vipIp) {
+        const k = returnKey(p);
+        const orig = pendingReturns.get(k);
+        if (orig) {
+          pendingReturns.delete(k);
+          if (Buffer.compare(orig, p) !== 0) returnMismatches++;
+        }
+      }
+    },
+  };
+  // Flow → backend, learned from the fixed affinities the manager installs (client addr:port key).
+  const backendOf = new Map<number, { ip: number; port: number }>();
+  const agent = new ForwardingAgent({
+    firmware: fw,
+    control: channel,
+    sink,
+    now: () => performance.now(),
+    holdQueue: { size: config.agent.holdQueue.size, deadlineMs: config.agent.holdQueue.deadline },
+    onFixedInstalled: (e: FixedEntry) => {
+      const a = e.affinity;
+      if (a.dstAddr !== vipIp || a.dstPort !== vip.port || a.ttlMs === 0) return;
+      const nat = e.actions.find((x) => x.kind === 'nat');
+      const dispatch = e.actions.find((x) => x.kind === 'dispatch');
+      const k = a.srcAddr * 65536 + a.srcPort;
+      if (nat && nat.kind === 'nat' && nat.dstAddr !== undefined) backendOf.set(k, { ip: nat.dstAddr, port: nat.dstPort ?? vip.port });
+      else if (dispatch && dispatch.kind === 'dispatch') backendOf.set(k, { ip: dispatch.nextHop, port: vip.port });
+    },
+  });
+
+  const cfg = writeEffectiveConfig(config);
+  const manager = config.managers.find((m) => m.role === 'primary') ?? config.managers[0]!;
+  const { child } = await spawnManager(cfg.file, [
+    '--identity', manager.identity,
+    '--control', '127.0.0.1:0',
+    '--agent', `${socket.local.address}:${socket.local.port}`,
+    '--log-level', opts.logLevel ?? 'info',
+  ]).catch((e: unknown) => {
+    cfg.cleanup();
+    void channel.close();
+    throw e;
+  });
+  const tickTimer = setInterval(() => agent.tick(), 10);
+  try {
+    // Wildcards first: until they are installed every packet would be forwarded untouched.
+    const t0 = performance.now();
+    while (agent.stats.wildcardsInstalled === 0) {
+      if (performance.now() - t0 > 5000) throw new ReplayError('NO_WILDCARDS', 'no wildcard affinity arrived from the manager within 5 s');
+      await sleep(5);
+    }
+
+    const answerTimeout = opts.answerTimeoutMs ?? 200;
+    let givenUp = 0;
+    const outstanding = (): number => agent.stats.packetsToManager - agent.stats.packetsReturned - givenUp;
+    const waitAnswers = async (): Promise<void> => {
+      const deadline = performance.now() + answerTimeout;
+      while (outstanding() > 0) {
+        if (performance.now() > deadline) {
+          givenUp += outstanding();
+          return;
+        }
+        await tick();
+      }
+    };
+
+    const batchMax = fw.capacities.batchMax;
+    const slotBytes = fw.capacities.packetSlot;
+    let n = 0; // packets in the current firmware batch
+    let packetsIn = 0;
+    let nonIpv4 = 0;
+    let returnPackets = 0;
+    let returnUnmapped = 0;
+    let oversize = 0;
+    const flush = async (): Promise<void> => {
+      if (n === 0) return;
+      const before = agent.stats.packetsToManager;
+      agent.processBatch(n);
+      n = 0;
+      if (agent.stats.packetsToManager !== before) await waitAnswers();
+    };
+
+    const started = performance.now();
+    let firstTs = -1;
+    let loopOffset = 0;
+    let lastTs = 0;
+    for (let round = 0; round < opts.loop; round++) {
+      const reader = await CaptureReader.open(opts.input);
+      try {
+        for await (const batch of reader) {
+          for (let i = 0; i < batch.count; i++) {
+            packetsIn++;
+            const ipOff = batch.ipOffset[i]!;
+            tsSec = batch.tsSec[i]!;
+            tsNsec = batch.tsNsec[i]!;
+            if (ipOff < 0) {
+              nonIpv4++;
+              continue;
+            }
+            const start = batch.offset[i]! + ipOff;
+            let p: Uint8Array = batch.data.subarray(start, batch.offset[i]! + batch.capLen[i]!);
+            if (p.length > slotBytes) {
+              oversize++;
+              continue;
+            }
+            if (opts.pacing.kind !== 'topspeed') {
+              const ts = tsSec + tsNsec / 1e9;
+              if (firstTs < 0) firstTs = ts;
+              lastTs = ts;
+              const due = opts.pacing.kind === 'pps' ? (packetsIn - 1) / opts.pacing.rate : (ts - firstTs + loopOffset) / opts.pacing.factor;
+              const wait = due * 1000 - (performance.now() - started);
+              if (wait > 1) {
+                await flush();
+                await sleep(wait);
+              }
+            }
+            if (p.length >= 24 && p[9] === vipProto && readU32(p, 12) === vipIp && readU16(p, (p[0]! & 15) * 4) === vip.port) {
+              // Return direction: the backend of this flow sends it.
+              returnPackets++;
+              const ihl = (p[0]! & 15) * 4;
+              const k = readU32(p, 16) * 65536 + readU16(p, ihl + 2);
+              let b = backendOf.get(k);
+              if (!b && outstanding() + n > 0) {
+                await flush();
+                await waitAnswers();
+                b = backendOf.get(k);
+              }
+              if (b) {
+                pendingReturns.set(returnKey(p), Buffer.from(p));
+                p = rewriteSource(p, b.ip, b.port);
+              } else returnUnmapped++;
+            }
+            fw.writePacket(n++, p);
+            if (n === batchMax) await flush();
+          }
+          opts.onProgress?.(Math.min(inputSize * (round + 1), batch.fileOffset + (batch.spanEnd - batch.spanStart) + inputSize * round), inputSize * opts.loop);
+        }
+      } finally {
+        await reader.close();
+      }
+      loopOffset += lastTs - (firstTs < 0 ? 0 : firstTs);
+    }
+    await flush();
+    await waitAnswers();
+    const elapsedSec = (performance.now() - started) / 1000;
+    if (process.env['WASMLB_DEBUG']) console.error(agent.stats, fw.counters(), channel.stats);
+    await writer?.close();
+
+    const counters = fw.counters();
+    const dropsByReason: Record<string, number> = {};
+    let dropped = 0;
+    for (const name of DROP_COUNTERS) {
+      const v = Number(counters[name]);
+      if (v > 0) dropsByReason[name.toLowerCase()] = v;
+      dropped += v;
+    }
+    if (oversize) dropsByReason['oversize'] = oversize;
+    if (givenUp) dropsByReason['unanswered'] = givenUp;
+    const backends: Record<string, number> = {};
+    for (const b of backendOf.values()) {
+      const id = `${u32ToIp(b.ip)}:${b.port}`;
+      backends[id] = (backends[id] ?? 0) + 1;
+    }
+    return {
+      packetsIn,
+      packetsOut,
+      packetsDropped: dropped + oversize + givenUp,
+      dropsByReason,
+      nonIpv4,
+      flows: backendOf.size,
+      backends,
+      mpps: packetsIn / elapsedSec / 1e6,
+      newFlowsPerSec: backendOf.size / elapsedSec,
+      returnPackets,
+      returnMismatches: returnMismatches + pendingReturns.size,
+      returnUnmapped,
+      packetsLost: givenUp,
+      elapsedSec,
+    };
+  } finally {
+    clearInterval(tickTimer);
+    child.kill('SIGTERM');
+    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    await channel.close();
+    cfg.cleanup();
+  }
+}
+
+function readU16(p: Uint8Array, o: number): number {
+  return (p[o]! << 8) | p[o + 1]!;
+}
+function readU32(p: Uint8Array, o: number): number {
+  return ((p[o]! << 24) | (p[o + 1]! << 16) | (p[o + 2]! << 8) | p[o + 3]!) >>> 0;
+}
+
+/** Identifies a return packet across the rewrite: client address and port, IP id, first L4 word after ports. */
+function returnKey(p: Uint8Array): string {
+  const ihl = (p[0]! & 15) * 4;
+  return `${readU32(p, 16)}:${readU16(p, ihl + 2)}:${readU16(p, 4)}:${p.length > ihl + 8 ? readU32(p, ihl + 4) : 0}`;
+}
+
+/** A copy of `p` with source address/port replaced, checksums updated incrementally (RFC 1624). */
+export function rewriteSource(p: Uint8Array, ip: number, port: number): Uint8Array {
+  const q = Buffer.from(p);
+  const ihl = (q[0]! & 15) * 4;
+  const oldIp = readU32(q, 12);
+  const oldPort = readU16(q, ihl);
+  const fragOff = ((q[6]! & 0x1f) << 8) | q[7]!;
+  const ipSum = csumUpdate32(readU16(q, 10), oldIp, ip);
+  q.writeUInt16BE(ipSum, 10);
+  q.writeUInt32BE(ip >>> 0, 12);
+  if (fragOff !== 0) return q;
+  const proto = q[9]!;
+  const csumAt = proto === 6 ? ihl + 16 : proto === 17 ? ihl + 6 : -1;
+  if (csumAt >= 0 && q.length >= csumAt + 2) {
+    const old = readU16(q, csumAt);
+    if (!(proto === 17 && old === 0)) {
+      let s = csumUpdate32(old, oldIp, ip);
+      s = csumUpdate16(s, oldPort, port);
+      q.writeUInt16BE(proto === 17 && s === 0 ? 0xffff : s, csumAt);
+    }
+  }
+  if (q.length >= ihl + 2) q.writeUInt16BE(port, ihl);
+  return q;
+}
+
+function fold(s: number): number {
+  s = (s & 0xffff) + (s >>> 16);
+  return (s & 0xffff) + (s >>> 16);
+}
+function csumUpdate16(sum: number, from: number, to: number): number {
+  return ~fold((~sum & 0xffff) + (~from & 0xffff) + to) & 0xffff;
+}
+function csumUpdate32(sum: number, from: number, to: number): number {
+  return csumUpdate16(csumUpdate16(sum, from >>> 16, to >>> 16), from & 0xffff, to & 0xffff);
+}

@@ -1,0 +1,107 @@
+// A service-message endpoint over a ControlSocket: numbers and signs what it sends, splits coalesced
+// datagrams, decodes and verifies what it receives, and counts every refusal by its code.
+import {
+  decodeMessage,
+  encodeMessage,
+  HEADER_BYTES,
+  ProtocolError,
+  type Keyring,
+  type SecurityVerifier,
+  type ServiceMessage,
+} from '../protocol/index.ts';
+import { initialSequence } from '../protocol/index.ts';
+import type { ControlSocket, Endpoint } from './udp.ts';
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+/** A message as the caller builds it; the channel fills in sender and sequence. */
+export type Outgoing = DistributiveOmit<ServiceMessage, 'sender' | 'sequence'>;
+
+export type MessageHandler = (msg: ServiceMessage, from: Endpoint) => void;
+export type RefusalHandler = (err: ProtocolError, from: Endpoint) => void;
+
+export interface ChannelOptions {
+  socket: ControlSocket;
+  /** Our identity on the wire (header sender field). */
+  sender: number;
+  /** Sign outgoing messages with this keyring's send key. */
+  keyring?: Keyring | undefined;
+  /** Verify incoming messages (and drop replays). */
+  verifier?: SecurityVerifier | undefined;
+}
+
+export class ServiceChannel {
+  readonly socket: ControlSocket;
+  readonly sender: number;
+  private sequence: number;
+  private readonly keyring: Keyring | undefined;
+  private readonly verifier: SecurityVerifier | undefined;
+  private handler: MessageHandler = () => undefined;
+  private refusalHandler: RefusalHandler = () => undefined;
+  readonly stats = { sent: 0, received: 0, refused: 0, refusedByCode: {} as Record<string, number> };
+
+  constructor(opts: ChannelOptions) {
+    this.socket = opts.socket;
+    this.sender = opts.sender >>> 0;
+    this.keyring = opts.keyring;
+    this.verifier = opts.verifier;
+    // Receivers drop sequence numbers they have seen: start above anything a previous run used.
+    this.sequence = initialSequence();
+    opts.socket.onDatagram((d, from) => this.receive(d, from));
+  }
+
+  onMessage(handler: MessageHandler): void {
+    this.handler = handler;
+  }
+
+  onRefusal(handler: RefusalHandler): void {
+    this.refusalHandler = handler;
+  }
+
+  /** Encodes `msg` (next sequence number, signed when configured) and queues it for `to`. */
+  send(msg: Outgoing, to: Endpoint): void {
+    this.socket.send(this.encode(msg), to);
+  }
+
+  /** Encodes once for several destinations (multicast group plus unicast list). */
+  sendMany(msg: Outgoing, to: readonly Endpoint[]): void {
+    if (to.length === 0) return;
+    const bytes = this.encode(msg);
+    for (const ep of to) this.socket.send(bytes, ep);
+  }
+
+  encode(msg: Outgoing): Buffer {
+    const full = { ...msg, sender: this.sender, sequence: ++this.sequence } as ServiceMessage;
+    this.stats.sent++;
+    return encodeMessage(full, this.keyring ? { security: this.keyring } : undefined);
+  }
+
+  /** Splits a datagram into its messages (each header carries the message's total length). */
+  private receive(datagram: Buffer, from: Endpoint): void {
+    let off = 0;
+    while (off < datagram.length) {
+      const left = datagram.length - off;
+      const declared = left >= 8 ? datagram.readUInt32BE(off + 4) : 0;
+      // A length that cannot be right makes the rest of the datagram unreadable: decode what is
+      // left as one message so the refusal carries the decoder's own code.
+      const len = declared >= HEADER_BYTES && declared <= left ? declared : left;
+      const bytes = datagram.subarray(off, off + len);
+      off += len;
+      let msg: ServiceMessage;
+      try {
+        msg = decodeMessage(bytes, this.verifier ? { security: this.verifier } : undefined);
+      } catch (e) {
+        if (!(e instanceof ProtocolError)) throw e;
+        this.stats.refused++;
+        this.stats.refusedByCode[e.code] = (this.stats.refusedByCode[e.code] ?? 0) + 1;
+        this.refusalHandler(e, from);
+        continue;
+      }
+      this.stats.received++;
+      this.handler(msg, from);
+    }
+  }
+
+  close(): Promise<void> {
+    return this.socket.close();
+  }
+}
