@@ -294,6 +294,15 @@ describe('encoder validation names the wrong field', () => {
   });
 });
 
+describe('padding', () => {
+  it('is zero even when the encoder scratch held other bytes before', () => {
+    encodeMessage({ type: 'ip-packet-only', sender: 1, sequence: 1, packet: Buffer.alloc(2000, 0xff) });
+    const b = encodeMessage({ ...update, managerInterestData: Buffer.from([7]), agentInterestData: Buffer.from([1, 2, 3]) });
+    // manager interest data at 20: 1 byte + 3 padding; agent interest data at 28: 3 bytes + 1 padding
+    expect(b.subarray(20, 36).toString('hex')).toBe('00080001' + '07000000' + '00090003' + '01020300');
+  });
+});
+
 describe('encodeMessageInto', () => {
   it('writes the same bytes as encodeMessage at an offset, and refuses a target too small', () => {
     const keyring = new Keyring([{ id: 3, secret: 'x' }]);
