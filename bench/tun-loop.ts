@@ -46,7 +46,8 @@ export function echoLoop(queue: TunQueue, durationMs: number, warmupMs: number, 
   let counting = false;
   let t0 = 0;
   return new Promise((resolve) => {
-    const stop = queue.onReadable(() => {
+    const stop = queue.onReadable((err) => {
+      if (err) throw err;
       const n = queue.readBatch(buf, offs, lens, batch);
       for (let i = 0; i < n; i++) {
         const o = offs[i]!;

@@ -69,7 +69,12 @@ export function errnoName(errno: number): string {
 
 export type PollHandle = ReturnType<typeof koffi.node.poll>;
 
-/** libuv readiness for a raw fd (level-triggered): `cb` runs on the event loop while the fd is readable. */
-export function pollReadable(fd: number, cb: () => void): PollHandle {
-  return koffi.node.poll(fd, { readable: true }, () => cb());
+/**
+ * libuv readiness for a raw fd (level-triggered): `cb(status)` runs on the event loop while the fd is
+ * readable (status 0), or once with a negative errno when polling failed (libuv then stops the handle).
+ * koffi calls back with (status, events); its type declaration says otherwise, hence the cast.
+ */
+export function pollReadable(fd: number, cb: (status: number) => void): PollHandle {
+  const onPoll = (status: number): void => cb(status);
+  return koffi.node.poll(fd, { readable: true }, onPoll as unknown as (ev: { readable: boolean }) => void);
 }

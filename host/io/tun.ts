@@ -208,22 +208,28 @@ export class TunQueue {
   }
 
   /**
-   * Calls `cb` on the event loop whenever the queue has packets (level-triggered: it is called again as long
-   * as packets remain, so a callback that reads one bounded batch is fair to other work). One listener per
-   * queue; returns a function that stops it. The poll handle does not keep the process alive by itself
-   * unless `ref` is true.
+   * Calls `cb()` on the event loop whenever the queue has packets (level-triggered: it is called again as
+   * long as packets remain, so a callback that reads one bounded batch is fair to other work). If the device
+   * fails (deleted, its namespace gone) `cb(error)` is called once with a TunError('TUN_READ') and the
+   * listener stops. One listener per queue; returns a function that stops it. With `ref` false the listener
+   * does not keep the process alive by itself.
    */
-  onReadable(cb: () => void, ref = true): () => void {
+  onReadable(cb: (error?: TunError) => void, ref = true): () => void {
     this.checkOpen();
     if (this.poll) throw new TunError('BAD_ARGUMENT', `queue ${this.index} already has a readable listener`);
-    const handle = pollReadable(this.fd, cb);
+    const handle = pollReadable(this.fd, (status) => {
+      if (status >= 0) return cb();
+      this.stopPoll(handle);
+      cb(new TunError('TUN_READ', `polling TUN queue ${this.index} failed`, -status));
+    });
     if (!ref) handle.unref();
     this.poll = handle;
     return () => this.stopPoll(handle);
   }
 
   /**
-   * Resolves true once the queue has a packet to read (at once if it has one now), or false after
+   * Resolves true once the queue has a packet to read (at once if it has one now) or has failed (the next
+   * readBatch then throws TunError('TUN_READ') with the reason), or false after
    * `timeoutMs` (no timeout when omitted) or when the queue is closed meanwhile. Like onReadable, one
    * waiter per queue at a time (libuv allows one poll handle per fd).
    */
@@ -241,7 +247,7 @@ export class TunQueue {
         this.abortWait = null;
         resolve(ok);
       };
-      const handle = pollReadable(this.fd, () => finish(true));
+      const handle = pollReadable(this.fd, () => finish(true));  // status < 0: readBatch reports it
       this.poll = handle;
       this.abortWait = () => finish(false);
       if (timeoutMs !== undefined) timer = setTimeout(() => finish(false), timeoutMs);
@@ -335,7 +341,7 @@ export class TunDevice {
     return this.queues[0]!.writeBatch(from, offsets, lengths, count);
   }
 
-  onReadable(cb: () => void, ref = true): () => void {
+  onReadable(cb: (error?: TunError) => void, ref = true): () => void {
     return this.queues[0]!.onReadable(cb, ref);
   }
 

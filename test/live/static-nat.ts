@@ -33,7 +33,8 @@ export function startStaticNat(queue: TunQueue, opts: StaticNatOptions): StaticN
   let ignored = 0;
   const eq = (p: Uint8Array, at: number, a: readonly number[]): boolean =>
     p[at] === a[0] && p[at + 1] === a[1] && p[at + 2] === a[2] && p[at + 3] === a[3];
-  const stop = queue.onReadable(() => {
+  const stop = queue.onReadable((err) => {
+    if (err) return; // device gone: the listener has stopped itself
     const n = queue.readBatch(buf, offs, lens, BATCH);
     let out = 0;
     for (let i = 0; i < n; i++) {

@@ -292,6 +292,35 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
     }
   });
 
+  it('reports a device deleted under it once, as a typed error, instead of spinning', async () => {
+    const dev = openWithAddress('wlbt9');
+    const q = dev.queues[0]!;
+    try {
+      const errors: TunError[] = [];
+      let calls = 0;
+      const failed = new Promise<void>((resolve) => {
+        q.onReadable((err) => {
+          calls++;
+          if (err) {
+            errors.push(err);
+            resolve();
+          }
+        });
+      });
+      run(['ip', '-n', NS, 'link', 'del', 'wlbt9']);
+      await failed;
+      await new Promise((r) => setTimeout(r, 50));
+      expect(errors.map((e) => e.code)).toEqual(['TUN_READ']);
+      expect(calls).toBe(1);
+      const buf = new Uint8Array(4096);
+      expect(() => q.readBatch(buf, new Uint32Array(1), new Uint32Array(1), 1)).toThrowError(
+        expect.objectContaining({ code: 'TUN_READ' }),
+      );
+    } finally {
+      dev.close();
+    }
+  });
+
   it('refuses bad names and a missing namespace with typed errors', () => {
     expect(() => TunDevice.open('a-name-that-is-too-long')).toThrowError(
       expect.objectContaining({ code: 'BAD_ARGUMENT' }),
