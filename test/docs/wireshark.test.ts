@@ -20,6 +20,7 @@ import { encodePcap, LINKTYPE_ETHERNET } from '../../host/pcap/index.ts';
 import { parseIPv4, TCP_SYN, tcpPacket, udpPacket } from '../../host/pcap/packets.ts';
 import { ControlSocket } from '../../host/transport/udp.ts';
 import { MESSAGE_TYPE_NAMES, MessageType, SegmentType } from '../../host/protocol/constants.ts';
+import { ALLOWED } from '../../host/protocol/placement.ts';
 import {
   DenyReason,
   encodeMessage,
@@ -202,6 +203,30 @@ describe('docs/wireshark/wasmlb.lua', () => {
       'tshark is missing: the Wireshark dissector cannot be checked. Install it (apt-get install tshark) ' +
         'or set WASMLB_SKIP_WIRESHARK=1.',
     ).toBe(true);
+  });
+
+  it('carries the code tables of the protocol (no tshark needed)', () => {
+    const lua = readFileSync(LUA, 'utf8');
+    const block = (name: string): string => {
+      const m = new RegExp(`^local ${name} = \\{\\n?([\\s\\S]*?)\\n?\\}`, 'm').exec(lua);
+      expect(m, name).not.toBeNull();
+      return m![1]!;
+    };
+    const msgTypes = Object.fromEntries([...block('MSG_TYPES').matchAll(/\[(\d+)\] = "([a-z-]+)"/g)].map((m) => [Number(m[1]), m[2]]));
+    expect(msgTypes).toEqual(Object.fromEntries(Object.entries(MESSAGE_TYPE_NAMES).map(([c, n]) => [Number(c), n])));
+    const seg = Object.fromEntries([...block('SEG').matchAll(/([A-Z_]+) = (\d+)/g)].map((m) => [m[1], Number(m[2])]));
+    const snake = (k: string): string => k.replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+    expect(seg).toEqual(Object.fromEntries(Object.entries(SegmentType).map(([k, v]) => [snake(k), v])));
+    // ALLOWED: every message type's top-level segments, as in host/protocol/placement.ts.
+    const allowedLua = lua.slice(lua.indexOf('local ALLOWED = {}'), lua.indexOf('local MANDATORY'));
+    const rows = [...allowedLua.matchAll(/\[(\d+)\] = \{ ([\d, ]+) \}/g)];
+    expect(rows.map((r) => Number(r[1])).sort((a, b) => a - b)).toEqual(Object.values(MessageType).sort((a, b) => a - b));
+    for (const r of rows) {
+      const type = Number(r[1]);
+      const fromLua = r[2]!.split(',').map((x) => Number(x.trim())).sort((a, b) => a - b);
+      const fromTs = Object.values(SegmentType).filter((c) => ALLOWED[type * 64 + c] === 1).sort((a, b) => a - b);
+      expect(fromLua, `allowed in ${MESSAGE_TYPE_NAMES[type as keyof typeof MESSAGE_TYPE_NAMES]}`).toEqual(fromTs);
+    }
   });
 
   it.skipIf(!haveTshark)('dissects every message type and segment without errors', () => {
