@@ -232,13 +232,18 @@ export function processBatch(count: u32, now: u32): void {
     const k0 = <u64>load<u32>(p, 12) | (<u64>load<u32>(p, 16) << 32);
     const k1 = <u64>ports | (<u64>proto << 32);
     const h = hashKey(k0, k1);
-    // prefetch: both cache lines a 48-byte entry may straddle
-    const home = fixedBase + <usize>reduce(h, slots) * FIXED_SIZE;
-    sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
     store<u32>(s, h);
     store<u32>(s, ports, 4);
     store<u32>(s, bits, 8);
     store<u32>(s, doff | l4ok | S_OK, 12);
+  }
+  // prefetch: a tight loop of independent loads of every home slot (both cache lines a 48-byte entry
+  // may straddle), so many cache / TLB misses are in flight at once
+  s = SCRATCH;
+  const send = SCRATCH + <usize>count * 16;
+  for (; s < send; s += 16) {
+    const home = fixedBase + <usize>reduce(load<u32>(s), slots) * FIXED_SIZE;
+    sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
   }
   touched = sink;
 
