@@ -129,17 +129,29 @@ export const IdentifierFlag = {
 } as const;
 
 /**
- * Interest bits: the reason an interest match was sent (affinity identifier `reason`, u32) and which events
- * a manager asks for (interest criteria `mask`, the low 16 bits).
+ * Interest bits, in the firmware's numbering (assembly/batch.ts; host/agent/wasm.ts mirrors it and a test
+ * checks both agree): the reason an interest match was sent (affinity identifier `reason`, u32) and the
+ * events a manager asks for (interest criteria `mask`, u16). Bits 0–5 are the TCP header's flag bits.
  */
 export const InterestBit = {
-  NewFlow: 0x0001,
-  Fin: 0x0002,
+  Fin: 0x0001,
+  Syn: 0x0002,
   Rst: 0x0004,
-  Data: 0x0008,
-  Expired: 0x0010,
-  Fragment: 0x0020,
-  Information: 0x0040,
+  Psh: 0x0008,
+  Ack: 0x0010,
+  Urg: 0x0020,
+  /** The packet carries payload. */
+  Data: 0x0040,
+  /** The flow's first payload-carrying packet. */
+  FirstData: 0x0080,
+  /** An IP fragment. */
+  Fragment: 0x0100,
+  /** Set for every packet: a mask of All selects every packet. */
+  All: 0x8000,
+  /** @deprecated Old name of the SYN bit (a new TCP flow); use Syn. */
+  NewFlow: 0x0002,
+  /** @deprecated Not an interest bit (zero): an information report is flagged by IdentifierFlag.Information. */
+  Information: 0,
 } as const;
 
 /** NAT action `which` bits. */

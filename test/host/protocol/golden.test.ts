@@ -64,7 +64,7 @@ const GOLDEN: Record<ServiceMessage['type'], ServiceMessage> = {
       {
         affinity: webWildcard,
         actions: [
-          { kind: 'interest-criteria', addr: managerAddr, port: 1701, mask: InterestBit.NewFlow, data: true, copy: false, hold: true },
+          { kind: 'interest-criteria', addr: managerAddr, port: 1701, mask: InterestBit.Syn, data: true, copy: false, hold: true },
           { kind: 'advertise', addr: vip, mask: undefined },
         ],
       },
@@ -111,7 +111,7 @@ const GOLDEN: Record<ServiceMessage['type'], ServiceMessage> = {
     sender: 0x0a000001,
     sequence: 4,
     identity: { addr: ip('10.0.0.254'), hostName: 'router1.example' },
-    identifier: { ...flowKey, flags: 0, reason: InterestBit.NewFlow },
+    identifier: { ...flowKey, flags: 0, reason: InterestBit.Syn | InterestBit.All },
     wildcard: webWildcard,
     agentInterestData: Buffer.from('cookie42'),
     managerInterestData: undefined,
@@ -122,7 +122,7 @@ const GOLDEN: Record<ServiceMessage['type'], ServiceMessage> = {
     sender: 0x0a000001,
     sequence: 5,
     identity: undefined,
-    identifier: { ...flowKey, flags: IdentifierFlag.Dispatched, reason: InterestBit.Fin },
+    identifier: { ...flowKey, flags: IdentifierFlag.Dispatched, reason: InterestBit.Fin | InterestBit.Ack | InterestBit.All },
     agentInterestData: undefined,
     managerInterestData: Buffer.from('m1'),
     packet: undefined,
