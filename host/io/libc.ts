@@ -32,6 +32,7 @@ export interface Libc {
   errno(): number;
 }
 
+export const EPERM = 1;
 export const EAGAIN = 11;
 export const EINTR = 4;
 export const EINVAL = 22;

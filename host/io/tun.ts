@@ -31,6 +31,7 @@ import {
   EAGAIN,
   EINTR,
   EINVAL,
+  EPERM,
 } from './libc.ts';
 
 export type TunErrorCode =
@@ -288,6 +289,7 @@ export class TunDevice {
 
   /**
    * Attaches to TUN device `name` (creating it, non-persistent, if it does not exist) with `queues` fds.
+   * A pattern like "wlb%d" lets the kernel pick a free name; `device.name` is the name it picked.
    * Throws TunError('TUN_UNAVAILABLE') when /dev/net/tun cannot be opened (not root, no module), and
    * TunError('TUN_ATTACH') when the kernel refuses the name or the flags.
    */
@@ -307,25 +309,29 @@ export class TunDevice {
       let multi = opts.multiQueue ?? queues > 1;
       if (queues > 1 && !multi) throw new TunError('BAD_ARGUMENT', 'several queues need multiQueue');
       const fds: number[] = [];
+      let actual = name;
       try {
         for (let q = 0; q < queues; q++) {
+          let got: { fd: number; name: string };
           try {
-            fds.push(attachFd(name, multi));
+            got = attachFd(actual, multi);
           } catch (err) {
             // A persistent device fixes IFF_MULTI_QUEUE at creation; with one queue try the other kind once.
             const retry =
               err instanceof TunError && err.errno === EINVAL && queues === 1 && opts.multiQueue === undefined;
             if (!retry) throw err;
             multi = !multi;
-            fds.push(attachFd(name, multi));
+            got = attachFd(actual, multi);
           }
+          fds.push(got.fd);
+          actual = got.name; // later queues attach to the device the first one got
         }
       } catch (err) {
         for (const fd of fds) libc().close(fd);
         throw err;
       }
       return new TunDevice(
-        name,
+        actual,
         fds.map((fd, i) => TunQueue.fromOpened(fd, i, maxPacket)),
         multi,
       );
@@ -360,7 +366,8 @@ export class TunDevice {
   }
 }
 
-function attachFd(name: string, multiQueue: boolean): number {
+/** Attaches one fd; returns it with the name the kernel gave the device ("tun%d" patterns resolve). */
+function attachFd(name: string, multiQueue: boolean): { fd: number; name: string } {
   const c = libc();
   const fd = c.open('/dev/net/tun', O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) throw new TunError('TUN_UNAVAILABLE', 'cannot open /dev/net/tun', c.errno());
@@ -371,9 +378,11 @@ function attachFd(name: string, multiQueue: boolean): number {
   if (c.ioctl(fd, TUNSETIFF, ifr) < 0) {
     const e = c.errno();
     c.close(fd);
-    throw new TunError('TUN_ATTACH', `TUNSETIFF ${name}${multiQueue ? ' (multi-queue)' : ''}`, e);
+    const code = e === EPERM ? 'TUN_UNAVAILABLE' : 'TUN_ATTACH';
+    throw new TunError(code, `TUNSETIFF ${name}${multiQueue ? ' (multi-queue)' : ''}`, e);
   }
-  return fd;
+  const end = ifr.indexOf(0);
+  return { fd, name: new TextDecoder().decode(ifr.subarray(0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end)) };
 }
 
 /**

@@ -1,7 +1,7 @@
 // The TUN device against the real kernel: a fresh network namespace per run, a device in it, datagrams sent
 // by a process in that namespace read back as raw IPv4, crafted datagrams written and delivered to a socket.
 
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunDevice, TunError, TunQueue } from '../../../host/io/tun.ts';
 import { VipRoutes, formatCommand, routeCommands, runCommands, tunSetupCommands } from '../../../host/io/netconf.ts';
@@ -337,8 +337,42 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
     } finally {
       dev.close();
     }
+    // A pattern lets the kernel pick the name; the device reports it, every queue is on it.
+    const picked = TunDevice.open('wlbp%d', { netns: NS, queues: 2 });
+    try {
+      expect(picked.name).toMatch(/^wlbp\d+$/);
+      expect(run(['ip', '-n', NS, '-o', 'link', 'show', picked.name])).toContain(picked.name);
+      expect(run(['ip', '-n', NS, '-o', 'link', 'show'])).not.toContain('wlbp%d');
+    } finally {
+      picked.close();
+    }
     // A name taken by a non-TUN device cannot be attached.
     expect(() => TunDevice.open('lo', { netns: NS })).toThrowError(expect.objectContaining({ code: 'TUN_ATTACH' }));
+  });
+});
+
+const hasSetpriv = spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
+if (!hasSetpriv) console.warn('\n!!! SKIPPING the unprivileged TUN check: no setpriv (util-linux)\n');
+
+describe.skipIf(reason !== null || !hasSetpriv)('TunDevice without privileges', () => {
+  it('says why TUN and the live tests are unavailable, and fails with TUN_UNAVAILABLE', () => {
+    const script = `
+      const tun = await import('./host/io/tun.ts');
+      const live = await import('./test/live/netns.ts');
+      let code = null;
+      try { tun.TunDevice.open('wlbtx0'); } catch (e) { code = e.code; }
+      console.log(JSON.stringify({ tun: tun.tunUnavailableReason(), live: live.liveUnavailableReason(), code }));
+    `;
+    const res = spawnSync(
+      'setpriv',
+      ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, '--import', 'tsx',
+        '--input-type=module', '-e', script],
+      { encoding: 'utf8', cwd: new URL('../../../', import.meta.url).pathname, timeout: 20_000 },
+    );
+    const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as { tun: string; live: string; code: string };
+    expect(out.code).toBe('TUN_UNAVAILABLE');
+    expect(out.tun).toMatch(/\/dev\/net\/tun|CAP_NET_ADMIN/);
+    expect(out.live).toBe(out.tun);
   });
 });
 
