@@ -7,7 +7,8 @@
 //   buildInfo(registry, { version, role: 'agent' });
 //   agentMetrics(registry, () => agentSnapshotFromFirmware(firmware.counters(), firmware.capacities, { heldPackets }));
 //   controlMetrics(registry, () => ({ sent, received, rejected: securityRejections(verifier.counters) }));
-//   const ops = await startStatusServer({ port: config.agent.metricsPort, registry, status: () => statusInput });
+//   const ops = await startStatusServer({ port: config.agent.metricsPort, registry,
+//     status: () => agentStatus(snapshot(), { name: 'agent', version }) });
 //   const log = createLogger({ name: 'agent', level: parseLogLevel(opts.logLevel) });
 //   const events = controlEvents(log); // events.deny({ agent, manager, vip, reason }) …
 //   …
@@ -42,8 +43,10 @@ export {
   type LogLevel,
 } from './log.ts';
 export {
+  agentStatus,
   fetchStatus,
   formatStatus,
+  managerStatus,
   parseTarget,
   runStatusCommand,
   startStatusServer,

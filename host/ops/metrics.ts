@@ -229,6 +229,8 @@ export interface ManagerSnapshot {
 export interface ManagerMetrics {
   /** Time from a replication message's send to its acknowledgement (or its arrival, on the backup). */
   observeReplicationLag(seconds: number): void;
+  /** The last lag observed (for /status), null before the first. */
+  lastReplicationLag(): number | null;
 }
 
 /**
@@ -293,10 +295,15 @@ export function managerMetrics(registry: Registry, read: () => ManagerSnapshot):
     buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
     registers: [registry],
   });
+  let last: number | null = null;
   return {
     observeReplicationLag(seconds: number): void {
-      if (Number.isFinite(seconds) && seconds >= 0) lag.observe(seconds);
+      if (Number.isFinite(seconds) && seconds >= 0) {
+        lag.observe(seconds);
+        last = seconds;
+      }
     },
+    lastReplicationLag: () => last,
   };
 }
 

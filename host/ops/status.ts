@@ -10,6 +10,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
+import type { AgentSnapshot, Count, ManagerSnapshot } from './metrics.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The report
@@ -62,6 +63,61 @@ export class StatusError extends Error {
     super(message);
     this.name = 'StatusError';
   }
+}
+
+/** A manager's /status document from the same snapshot its metrics read. */
+export function managerStatus(
+  snap: ManagerSnapshot,
+  about: { name: string; version: string; peer: string | null; lagSeconds: number | null },
+): StatusInput {
+  const vips = new Map<string, StatusReport['vips'][number]>();
+  for (const b of snap.backends) {
+    let v = vips.get(b.vip);
+    if (v === undefined) vips.set(b.vip, (v = { vip: b.vip, backends: [] }));
+    v.backends.push({ backend: b.backend, healthy: b.healthy, flows: b.flows });
+  }
+  const r = snap.replication;
+  return {
+    kind: 'manager',
+    name: about.name,
+    version: about.version,
+    role: snap.role,
+    epoch: snap.epoch,
+    vips: [...vips.values()],
+    tables: null,
+    replication: {
+      peer: about.peer,
+      lagSeconds: about.lagSeconds,
+      sent: num(r.sent),
+      acked: num(r.acked),
+      resent: num(r.resent),
+      resync: r.resyncState,
+    },
+  };
+}
+
+/** An agent's /status document from the same snapshot its metrics read. */
+export function agentStatus(
+  snap: AgentSnapshot,
+  about: { name: string; version: string; vips?: StatusReport['vips'] },
+): StatusInput {
+  return {
+    kind: 'agent',
+    name: about.name,
+    version: about.version,
+    role: 'agent',
+    epoch: null,
+    vips: about.vips ?? [],
+    tables: {
+      fixed: { entries: snap.fixedEntries, capacity: snap.fixedCapacity },
+      wildcard: { entries: snap.wildcardEntries, capacity: snap.wildcardCapacity },
+    },
+    replication: null,
+  };
+}
+
+function num(n: Count): number {
+  return typeof n === 'bigint' ? Number(n) : n;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRegistry, managerMetrics } from '../../../host/ops/metrics.ts';
+import { agentMetrics, agentSnapshotFromFirmware, createRegistry, managerMetrics } from '../../../host/ops/metrics.ts';
 import type { ManagerSnapshot } from '../../../host/ops/metrics.ts';
 import {
+  agentStatus,
   fetchStatus,
+  managerStatus,
   parseTarget,
   runStatusCommand,
   startStatusServer,
@@ -12,7 +14,7 @@ import {
 } from '../../../host/ops/status.ts';
 import type { StatusInput, StatusServer } from '../../../host/ops/status.ts';
 
-const managerStatus: StatusInput = {
+const managerDoc: StatusInput = {
   kind: 'manager',
   name: 'manager-a',
   version: '0.1.0',
@@ -32,7 +34,7 @@ const managerStatus: StatusInput = {
   replication: { peer: '192.0.2.2:7400', lagSeconds: 0.0021, sent: 500, acked: 498, resent: 3, resync: 'complete' },
 };
 
-const agentStatus: StatusInput = {
+const agentDoc: StatusInput = {
   kind: 'agent',
   name: 'agent-1',
   version: '0.1.0',
@@ -82,7 +84,7 @@ async function fake(code: number, body: string): Promise<string> {
 
 describe('status server + wasmlb status', () => {
   it('prints a human table of a manager', async () => {
-    const s = await serve(() => managerStatus);
+    const s = await serve(() => managerDoc);
     const out = new Buf();
     const err = new Buf();
     const code = await runStatusCommand(`127.0.0.1:${s.port}`, { stdout: out, stderr: err });
@@ -104,7 +106,7 @@ describe('status server + wasmlb status', () => {
   });
 
   it('prints the table use of an agent', async () => {
-    const s = await serve(() => agentStatus);
+    const s = await serve(() => agentDoc);
     const out = new Buf();
     expect(await runStatusCommand(s.url, { stdout: out, stderr: new Buf() })).toBe(0);
     expect(out.text).toContain('role agent\n');
@@ -115,10 +117,10 @@ describe('status server + wasmlb status', () => {
   });
 
   it('--json prints the document with uptime added', async () => {
-    const s = await serve(() => managerStatus);
+    const s = await serve(() => managerDoc);
     const out = new Buf();
     expect(await runStatusCommand(`127.0.0.1:${s.port}`, { json: true, stdout: out, stderr: new Buf() })).toBe(0);
-    expect(JSON.parse(out.text)).toEqual({ ...managerStatus, uptimeSeconds: 3725 });
+    expect(JSON.parse(out.text)).toEqual({ ...managerDoc, uptimeSeconds: 3725 });
   });
 
   it('serves /metrics from the same port with values read from the callbacks', async () => {
@@ -129,7 +131,7 @@ describe('status server + wasmlb status', () => {
       replication: { sent: 500, acked: 498, resent: 3, resyncState: 'complete' },
       takeovers: { total: 0, lastSeconds: null },
     };
-    const s = await serve(() => managerStatus, snap);
+    const s = await serve(() => managerDoc, snap);
     const res = await fetch(`${s.url}/metrics`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toContain('text/plain');
@@ -155,7 +157,7 @@ describe('status server + wasmlb status', () => {
 
   it('fails clearly when the target is unreachable', async () => {
     // A port that was free a moment ago: nothing listens there any more.
-    const s = await startStatusServer({ port: 0, registry: createRegistry(), status: () => agentStatus });
+    const s = await startStatusServer({ port: 0, registry: createRegistry(), status: () => agentDoc });
     const port = s.port;
     await s.close();
     const err = new Buf();
@@ -202,9 +204,58 @@ describe('status server + wasmlb status', () => {
     expect(parseTarget('[::1]:9464')).toBe('http://[::1]:9464');
     expect(parseTarget('http://h:1/')).toBe('http://h:1');
 
-    const s = await serve(() => agentStatus);
+    const s = await serve(() => agentDoc);
     await expect(
-      startStatusServer({ port: s.port, registry: createRegistry(), status: () => agentStatus }),
+      startStatusServer({ port: s.port, registry: createRegistry(), status: () => agentDoc }),
     ).rejects.toSatisfy((e: unknown) => e instanceof StatusError && e.code === 'E_LISTEN');
+  });
+});
+
+describe('status documents from the metrics snapshots', () => {
+  it('a manager: backends grouped by VIP, replication figures and the last lag', async () => {
+    const snap: ManagerSnapshot = {
+      role: 'backup',
+      epoch: 2,
+      backends: [
+        { vip: '10.0.0.100:80', backend: '10.0.1.1:8080', healthy: true, flows: 5, packets: 1n, bytes: 1n },
+        { vip: '10.0.0.101:443', backend: '10.0.2.1:8443', healthy: true, flows: 7, packets: 1n, bytes: 1n },
+        { vip: '10.0.0.100:80', backend: '10.0.1.2:8080', healthy: false, flows: 0, packets: 0, bytes: 0 },
+      ],
+      replication: { sent: 0, acked: 0, resent: 0, resyncState: 'in-progress' },
+      takeovers: { total: 0, lastSeconds: null },
+    };
+    const registry = createRegistry();
+    const m = managerMetrics(registry, () => snap);
+    expect(m.lastReplicationLag()).toBeNull();
+    m.observeReplicationLag(0.004);
+    const s = await startStatusServer({
+      port: 0,
+      registry,
+      status: () => managerStatus(snap, { name: 'mgr-b', version: '0.1.0', peer: '10.9.0.1:7500', lagSeconds: m.lastReplicationLag() }),
+    });
+    servers.push(s);
+    const out = new Buf();
+    expect(await runStatusCommand(s.url, { stdout: out, stderr: new Buf() })).toBe(0);
+    const rows = out.text.split('\n').map((l) => l.trim().split(/\s+/));
+    expect(out.text).toContain('role backup  epoch 2');
+    expect(out.text).toContain('lag 4.0 ms');
+    expect(out.text).toContain('resync in-progress');
+    expect(rows).toContainEqual(['10.0.0.100:80', '10.0.1.1:8080', 'up', '5']);
+    expect(rows).toContainEqual(['10.0.1.2:8080', 'DOWN', '0']);
+    expect(rows).toContainEqual(['10.0.0.101:443', '10.0.2.1:8443', 'up', '7']);
+  });
+
+  it('an agent: table use from the firmware counters', async () => {
+    const counters = { FIXED_OCCUPANCY: 900n, WILDCARD_OCCUPANCY: 3n };
+    const registry = createRegistry();
+    const read = (): ReturnType<typeof agentSnapshotFromFirmware> => agentSnapshotFromFirmware(counters, { fixed: 1000, wildcards: 16 });
+    agentMetrics(registry, read);
+    const s = await startStatusServer({ port: 0, registry, status: () => agentStatus(read(), { name: 'router1', version: '0.1.0' }) });
+    servers.push(s);
+    const report = await fetchStatus(s.url);
+    expect(report.tables).toEqual({ fixed: { entries: 900, capacity: 1000 }, wildcard: { entries: 3, capacity: 16 } });
+    const out = new Buf();
+    await runStatusCommand(s.url, { stdout: out, stderr: new Buf() });
+    expect(out.text.split('\n').map((l) => l.trim().split(/\s+/))).toContainEqual(['fixed', '900', '1000', '90.0%']);
   });
 });
