@@ -98,7 +98,7 @@ async function run(opts: BenchOptions): Promise<BenchRow[]> {
 
   const rows: BenchRow[] = [];
   for (const [name, fn] of cases) {
-    fn(); // warm up this case's paths before timing
+    opsPerSec(fn, opts.quick ? 60 : 300); // warm up: let the JIT settle on this case's paths before timing
     rows.push({ name, msgsPerSec: Math.round(opsPerSec(fn, ms)) });
   }
   if (sink === -1) rows.push({ name: 'unreachable', msgsPerSec: sink });
