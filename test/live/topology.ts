@@ -19,7 +19,7 @@
 //   a crashed run), after killing the processes inside (the backend servers).
 
 import { spawn } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -192,6 +192,9 @@ export function topologyNamespaces(prefix: string): string[] {
 export function topologyDown(prefix: string = DEFAULT_PREFIX): string[] {
   const mine = topologyNamespaces(prefix);
   for (const n of mine) deleteNetns(n);
+  // The servers' logs (kept while they run, for a failing start's message) go too.
+  const logName = new RegExp(`^${prefix.replace(/[.]/g, '\\.')}be\\d+\\.log$`);
+  for (const f of readdirSync(tmpdir())) if (logName.test(f)) rmSync(join(tmpdir(), f), { force: true });
   return mine;
 }
 
