@@ -5,16 +5,26 @@ import { CaptureReader } from '../pcap/reader.ts';
 import { PcapWriter } from '../pcap/writer.ts';
 import type { PacketBatch } from '../pcap/batch.ts';
 import { ReferenceRewriter } from './reference.ts';
-import type { RewriteRules } from './rules.ts';
+import { hasRules, type RewriteRules } from './rules.ts';
+import { loadFirmwareRewriter, planWildcards, type FirmwareRewriter } from './firmware.ts';
 
 export interface RewriteProgress {
   packets: number;
   bytesRead: number;
 }
 
+export type RewriteEngine = 'auto' | 'firmware' | 'reference';
+
 export interface RewriteOptions {
   onProgress?: (p: RewriteProgress) => void;
   batchSize?: number;
+  /**
+   * 'firmware': the rules as wildcard affinities in the forwarding firmware (error if they cannot be);
+   * 'reference': the TypeScript reference rewriter; 'auto' (default): firmware when the rules allow.
+   */
+  engine?: RewriteEngine;
+  /** A ready batch rewriter (tests); overrides `engine`. */
+  rewriter?: BatchRewriter;
 }
 
 export interface RewriteSummary {
@@ -25,6 +35,13 @@ export interface RewriteSummary {
   /** Packets tcprewrite 4.4.3 would abort on (malformed IPv4 under an IPv4 ethertype); written unchanged. */
   tcprewriteAborts: number;
   linkType: number;
+  /** Which engine ran, and for the firmware engine why some packets went to the reference rewriter. */
+  engine: 'firmware' | 'reference' | 'custom';
+  /** Firmware engine: packets rewritten by the firmware and packets handled by the reference rewriter. */
+  firmwarePackets: number;
+  referencePackets: number;
+  /** Why 'auto' fell back to the reference rewriter (empty otherwise). */
+  fallbackReasons: string[];
   seconds: number;
   mpps: number;
 }
@@ -55,17 +72,29 @@ export function referenceBatchRewriter(rules: RewriteRules): BatchRewriter {
 }
 
 /** Rewrites `inPath` into `outPath` with the pure-TypeScript reference rewriter (or another one). */
-export async function rewriteFile(
-  inPath: string,
-  outPath: string,
-  rules: RewriteRules,
-  opts: RewriteOptions & { rewriter?: BatchRewriter } = {},
-): Promise<RewriteSummary> {
+export async function rewriteFile(inPath: string, outPath: string, rules: RewriteRules, opts: RewriteOptions = {}): Promise<RewriteSummary> {
   const t0 = performance.now();
+  let engine: RewriteSummary['engine'] = 'custom';
+  let rewriter: BatchRewriter;
+  let fw: FirmwareRewriter | null = null;
+  let fallbackReasons: string[] = [];
+  if (opts.rewriter) rewriter = opts.rewriter;
+  else {
+    const want = opts.engine ?? 'auto';
+    const plan = planWildcards(rules);
+    if (want === 'firmware' || (want === 'auto' && plan.unsupported.length === 0 && hasRules(rules))) {
+      fw = await loadFirmwareRewriter(rules);
+      rewriter = fw;
+      engine = 'firmware';
+    } else {
+      rewriter = referenceBatchRewriter(rules);
+      engine = 'reference';
+      if (want === 'auto') fallbackReasons = hasRules(rules) ? plan.unsupported : ['no rules: tcprewrite\'s repairs only'];
+    }
+  }
   const reader = await CaptureReader.open(inPath, { batchSize: opts.batchSize ?? 1024 });
   const linkType = reader.info.linkType;
   const writer = await PcapWriter.open(outPath, tcprewriteOutputHeader(linkType));
-  const rewriter = opts.rewriter ?? referenceBatchRewriter(rules);
   let packets = 0, rewritten = 0, aborts = 0, lastReport = 0;
   try {
     for (let b = await reader.next(); b !== null; b = await reader.next()) {
@@ -84,5 +113,9 @@ export async function rewriteFile(
     await writer.close();
   }
   const seconds = (performance.now() - t0) / 1000;
-  return { packetsIn: packets, packetsOut: writer.packets, rewritten, tcprewriteAborts: aborts, linkType, seconds, mpps: packets / seconds / 1e6 };
+  return {
+    packetsIn: packets, packetsOut: writer.packets, rewritten, tcprewriteAborts: aborts, linkType, engine,
+    firmwarePackets: fw?.stats.firmware ?? 0, referencePackets: fw?.stats.reference ?? (engine === 'reference' ? packets : 0),
+    fallbackReasons, seconds, mpps: packets / seconds / 1e6,
+  };
 }

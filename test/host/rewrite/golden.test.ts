@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseRules, type RuleOptions } from '../../../host/rewrite/rules.ts';
-import { rewriteFile } from '../../../host/rewrite/rewrite.ts';
+import { rewriteFile, type RewriteEngine } from '../../../host/rewrite/rewrite.ts';
+import { planWildcards } from '../../../host/rewrite/firmware.ts';
 import { readCapture } from '../../../host/pcap/index.ts';
 
 const dir = new URL('../../fixtures/pcap/tcprewrite/', import.meta.url).pathname;
@@ -35,12 +36,21 @@ function optionsFromArgs(args: string[]): RuleOptions & { fixcsum: boolean } {
 
 describe(`reference rewriter vs ${manifest.tool}`, () => {
   const tmp = mkdtempSync(join(tmpdir(), 'golden-'));
+  const runs: [(typeof manifest.cases)[number], RewriteEngine][] = [];
   for (const c of manifest.cases) {
-    it(`${c.name}: tcprewrite ${c.args.join(' ')}`, async () => {
+    runs.push([c, 'reference']);
+    if (planWildcards(parseRules(optionsFromArgs(c.args))).unsupported.length === 0) runs.push([c, 'firmware']);
+  }
+  it('the firmware engine covers the cases its wildcards can express', () => {
+    expect(runs.filter(([, e]) => e === 'firmware').map(([c]) => c.name)).toEqual(expect.arrayContaining(['copy', 'dstipmap', 'fixcsum', 'bad1-copy']));
+  });
+  for (const [c, engine] of runs) {
+    it(`${engine}: ${c.name}: tcprewrite ${c.args.join(' ')}`, async () => {
       const rules = parseRules(optionsFromArgs(c.args));
-      const out = join(tmp, `${c.name}.pcap`);
+      const out = join(tmp, `${c.name}-${engine}.pcap`);
       const input = manifest.inputs[c.input]!;
-      const summary = await rewriteFile(join(dir, input.file), out, rules);
+      const summary = await rewriteFile(join(dir, input.file), out, rules, { engine });
+      expect(summary.engine).toBe(engine);
       const mine = readFileSync(out);
       const golden = readFileSync(join(dir, c.output));
       if (c.exitCode === 0) {

@@ -1,0 +1,206 @@
+// The firmware path of `wasmlb rewrite`: static rules become wildcard affinities with NAT actions in the
+// forwarding firmware (no manager), and batches of packets go through `process()` in wasm memory. The
+// reader's batch bytes are copied into the firmware's packet region as one span, descriptors point at the
+// IPv4 headers inside it, and the span is copied back: the writer then writes every other byte as read.
+//
+// The firmware does RFC 1624 incremental NAT on the IPv4 packet. That is tcprewrite's result for whole,
+// unfragmented, unpadded IPv4 TCP/UDP packets with correct checksums (verified here on the way in: one pass
+// of additions); every other packet (non-IPv4, truncated, fragments, padding, multicast, wrong checksums,
+// malformed, firmware drops) goes through the TypeScript reference rewriter,
+// which reproduces tcprewrite's repairs. Rules the firmware cannot express (prefix maps, port maps) make
+// the whole run use the reference rewriter: see planWildcards().
+
+import { ForwardingFirmware, VerdictCode, type WildcardAffinity, type LoadOptions } from '../agent/wasm.ts';
+import { LINKTYPE_ETHERNET } from '../pcap/linktype.ts';
+import type { PacketBatch } from '../pcap/batch.ts';
+import { ReferenceRewriter } from './reference.ts';
+import type { RewriteRules } from './rules.ts';
+import type { BatchRewriter } from './rewrite.ts';
+
+const OWNER = 1;
+const TTL_SEC = 2_000_000; // the firmware's MAX_TTL_SEC; the rewrite clock stays at 0
+const ANY = 0;
+const ALL = 0xffffffff;
+
+export interface WildcardPlan {
+  wildcards: WildcardAffinity[];
+  /** Why the rules cannot run on the firmware (empty when they can). */
+  unsupported: string[];
+}
+
+/** Translates rules into wildcard affinities with NAT actions, or says what the firmware cannot express. */
+export function planWildcards(rules: RewriteRules): WildcardPlan {
+  const wildcards: WildcardAffinity[] = [];
+  const unsupported: string[] = [];
+  const base = { ttlSec: TTL_SEC, owner: OWNER, servicePrecedence: 1, backupPrecedence: 0 };
+  const protos = (port: number | null, toPort: number | null): number[] => (port === null && toPort === null ? [ANY] : [6, 17]);
+  for (const r of rules.dnat) {
+    for (const proto of protos(r.matchPort, r.toPort))
+      wildcards.push({
+        ...base, proto, saddr: 0, smask: 0, sport: 0, daddr: r.matchAddr, dmask: ALL, dport: r.matchPort ?? 0,
+        natDstAddr: r.toAddr, ...(r.toPort !== null ? { natDstPort: r.toPort } : {}),
+      });
+  }
+  for (const r of rules.snat) {
+    for (const proto of protos(r.matchPort, r.toPort))
+      wildcards.push({
+        ...base, proto, daddr: 0, dmask: 0, dport: 0, saddr: r.matchAddr, smask: ALL, sport: r.matchPort ?? 0,
+        natSrcAddr: r.toAddr, ...(r.toPort !== null ? { natSrcPort: r.toPort } : {}),
+      });
+  }
+  for (const m of rules.dstipmap) {
+    if (m.from.prefix === 32 && m.to.prefix === 32)
+      wildcards.push({ ...base, proto: ANY, saddr: 0, smask: 0, sport: 0, daddr: m.from.network, dmask: ALL, dport: 0, natDstAddr: m.to.network });
+    else unsupported.push(`--dstipmap with a /${m.from.prefix}→/${m.to.prefix} map keeps host bits: the NAT action sets one address`);
+  }
+  for (const m of rules.srcipmap) {
+    if (m.from.prefix === 32 && m.to.prefix === 32)
+      wildcards.push({ ...base, proto: ANY, daddr: 0, dmask: 0, dport: 0, saddr: m.from.network, smask: ALL, sport: 0, natSrcAddr: m.to.network });
+    else unsupported.push(`--srcipmap with a /${m.from.prefix}→/${m.to.prefix} map keeps host bits: the NAT action sets one address`);
+  }
+  if (rules.pnat.length > 0) unsupported.push('--pnat rewrites source and destination of one packet and ARP: one wildcard match rewrites one side');
+  if (rules.portmap.length > 0) unsupported.push('--portmap maps both ports of one packet and port ranges: a wildcard matches one port or any');
+  return { wildcards, unsupported };
+}
+
+/**
+ * True when the firmware's incremental NAT gives tcprewrite's bytes for this IPv4 packet. `w` is a
+ * little-endian u16 view of the same bytes (for the checksum pass when the header is 2-byte aligned).
+ */
+function firmwareSafe(b: Uint8Array, w: Uint16Array | null, start: number, ip: number, capLen: number, origLen: number): boolean {
+  if (capLen !== origLen) return false;
+  const p = start + ip;
+  if (b[p] !== 0x45) return false; // version 4, no options keeps it simple
+  const total = (b[p + 2]! << 8) | b[p + 3]!;
+  if (total !== capLen - ip) return false; // padding or a lying length: tcprewrite fixes it
+  if (((b[p + 6]! << 8) | b[p + 7]!) & 0x3fff) return false; // fragment
+  if (b[p + 16]! >> 4 === 0xe || b[p + 12]! >> 4 === 0xe) return false; // multicast MAC edits
+  const proto = b[p + 9]!;
+  if (proto !== 6 && proto !== 17) return false;
+  if (proto === 17 && total >= 28 && b[p + 26] === 0 && b[p + 27] === 0) return false; // UDP without checksum
+  // tcprewrite recomputes checksums, so a wrong one in the input comes out corrected, and a right one
+  // stored as 0xffff (the other zero) comes out as 0x0000: only packets whose checksums are right and
+  // canonical may take the incremental path. A ones'-complement sum that checks out is 0xffff in either
+  // byte order, so the pass can add little-endian words.
+  const ckAt = p + 20 + (proto === 6 ? 16 : 6);
+  if ((b[p + 10] === 0xff && b[p + 11] === 0xff) || (b[ckAt] === 0xff && b[ckAt + 1] === 0xff)) return false;
+  const end = p + total;
+  let s = 0, t: number;
+  if (w !== null && (p & 1) === 0) {
+    const h = p >>> 1;
+    for (let k = h; k < h + 10; k++) s += w[k]!;
+    if (fold(s) !== 0xffff) return false;
+    const l4len = total - 20;
+    t = ((proto << 8) & 0xffff) + (((l4len & 0xff) << 8) | (l4len >>> 8)); // pseudo-header words, swapped
+    const last = (end - 1) >>> 1;
+    for (let k = h + 6; k < last; k++) t += w[k]!;
+    t += (total & 1) === 1 ? b[end - 1]! : w[last]!;
+    return fold(t) === 0xffff;
+  }
+  for (let k = p; k < p + 20; k += 2) s += (b[k]! << 8) | b[k + 1]!;
+  if (fold(s) !== 0xffff) return false;
+  t = proto + total - 20;
+  for (let k = p + 12; k < end - 1; k += 2) t += (b[k]! << 8) | b[k + 1]!;
+  if ((total & 1) === 1) t += b[end - 1]! << 8;
+  return fold(t) === 0xffff;
+}
+
+function fold(s: number): number {
+  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 65536);
+  return s;
+}
+
+export interface FirmwareRewriter extends BatchRewriter {
+  readonly firmware: ForwardingFirmware;
+  /** Packets the firmware rewrote / the reference rewriter handled. */
+  readonly stats: { firmware: number; reference: number };
+}
+
+/** Loads the firmware and installs the rules' wildcards; throws if planWildcards() reported anything. */
+export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOptions = {}): Promise<FirmwareRewriter> {
+  const plan = planWildcards(rules);
+  if (plan.unsupported.length > 0) throw new Error(`rules need the reference rewriter: ${plan.unsupported.join('; ')}`);
+  const fw = await ForwardingFirmware.load({ budgetBytes: 8 * 1024 * 1024, wildcardCapacity: Math.max(64, plan.wildcards.length * 2), ...load });
+  for (const w of plan.wildcards) {
+    const st = fw.installWildcard(w, 0);
+    if (st !== 0) throw new Error(`installWildcard failed with status ${st}`);
+  }
+  const reference = new ReferenceRewriter(rules);
+  const region = fw.packets;
+  const regionBytes = region.length;
+  const batchMax = fw.capacities.batchMax;
+  const du32 = fw.descriptorU32;
+  const du16 = fw.descriptorU16;
+  const dbytes = fw.descriptorBytes;
+  const stats = { firmware: 0, reference: 0 };
+  const slotOf = new Int32Array(batchMax); // descriptor → packet index
+  // a packet matching a source rule and a destination rule needs two rewrites; one wildcard match does
+  // one, so such packets go to the reference rewriter
+  const srcAddrs = new Set<number>([...rules.snat.map((r) => r.matchAddr), ...rules.srcipmap.map((m) => m.from.network)]);
+  const dstAddrs = new Set<number>([...rules.dnat.map((r) => r.matchAddr), ...rules.dstipmap.map((m) => m.from.network)]);
+  const bothSides = srcAddrs.size > 0 && dstAddrs.size > 0;
+  const matchesBoth = (b: Uint8Array, p: number): boolean => {
+    const src = ((b[p + 12]! << 24) | (b[p + 13]! << 16) | (b[p + 14]! << 8) | b[p + 15]!) >>> 0;
+    const dst = ((b[p + 16]! << 24) | (b[p + 17]! << 16) | (b[p + 18]! << 8) | b[p + 19]!) >>> 0;
+    return srcAddrs.has(src) && dstAddrs.has(dst);
+  };
+  const toReference: number[] = [];
+
+  function rewriteBatch(batch: PacketBatch): { rewritten: number; aborts: number } {
+    const { data, offset, capLen, origLen, ipOffset, linkType } = batch;
+    const words = (data.byteOffset & 1) === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.length >>> 1) : null;
+    let rewritten = 0, aborts = 0;
+    toReference.length = 0;
+    let i = 0;
+    while (i < batch.count) {
+      // one chunk: at most batchMax descriptors, a span that fits the packet region
+      const chunkStart = offset[i]!;
+      let n = 0;
+      let end = chunkStart;
+      let j = i;
+      for (; j < batch.count; j++) {
+        const pEnd = offset[j]! + capLen[j]!;
+        if (pEnd - chunkStart > regionBytes) break;
+        const ip = ipOffset[j]!;
+        if (
+          linkType[j] === LINKTYPE_ETHERNET && ip >= 0 && firmwareSafe(data, words, offset[j]!, ip, capLen[j]!, origLen[j]!) &&
+          !(bothSides && matchesBoth(data, offset[j]! + ip))
+        ) {
+          if (n === batchMax) break;
+          const d = n * 8;
+          du32[d] = offset[j]! - chunkStart + ip;
+          du16[d * 2 + 2] = capLen[j]! - ip;
+          du16[d * 2 + 3] = 0;
+          slotOf[n++] = j;
+        } else {
+          toReference.push(j);
+        }
+        end = pEnd;
+      }
+      if (j === i) throw new Error(`packet ${i} (${capLen[i]} bytes) does not fit the firmware packet region`);
+      if (n > 0) {
+        region.set(data.subarray(chunkStart, end), 0);
+        fw.process(n, 0);
+        for (let k = 0; k < n; k++) {
+          const v = dbytes[k * 32 + 12]!;
+          if (v === VerdictCode.FORWARD) {
+            if (dbytes[k * 32 + 14]! & 8) rewritten++;
+            stats.firmware++;
+          } else {
+            toReference.push(slotOf[k]!); // dropped or diverted: the bytes are as read
+          }
+        }
+        data.set(region.subarray(0, end - chunkStart), chunkStart);
+      }
+      i = j;
+    }
+    for (const k of toReference) {
+      const o = reference.rewrite(linkType[k]!, data, offset[k]!, capLen[k]!, origLen[k]!);
+      if (o.changed) rewritten++;
+      if (o.tcprewriteAborts) aborts++;
+      stats.reference++;
+    }
+    return { rewritten, aborts };
+  }
+  return { firmware: fw, stats, rewriteBatch };
+}

@@ -1,0 +1,72 @@
+// The firmware engine (wildcard affinities with NAT actions) against the reference rewriter: same bytes.
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { demoPackets } from '../../../host/pcap/generate.ts';
+import { encodePcap, readCapture } from '../../../host/pcap/index.ts';
+import { parseRules } from '../../../host/rewrite/rules.ts';
+import { rewriteFile } from '../../../host/rewrite/rewrite.ts';
+import { planWildcards } from '../../../host/rewrite/firmware.ts';
+import { TCP_ACK, tcpPacket } from '../../../host/pcap/packets.ts';
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fw-rewrite-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('firmware engine', () => {
+  it('plans wildcards for exact rules and explains what it cannot express', () => {
+    const ok = planWildcards(parseRules({ dnat: ['10.0.0.100:80=192.168.1.10:8080'], snat: ['192.168.1.10=10.0.0.100'], dstipmap: ['10.0.0.1/32:10.0.0.2/32'] }));
+    expect(ok.unsupported).toEqual([]);
+    expect(ok.wildcards.map((w) => [w.proto, w.dport, w.natDstPort ?? null, w.natSrcAddr ?? null, w.natDstAddr ?? null])).toEqual([
+      [6, 80, 8080, null, 0xc0a8010a],
+      [17, 80, 8080, null, 0xc0a8010a],
+      [0, 0, null, 0x0a000064, null],
+      [0, 0, null, null, 0x0a000002],
+    ]);
+    const no = planWildcards(parseRules({ pnat: ['10.0.0.0/24:192.168.1.0/24'], portmap: ['80:8080'], srcipmap: [] }));
+    expect(no.unsupported.join(' ')).toMatch(/--pnat.*--portmap/);
+    expect(planWildcards(parseRules({ dstipmap: ['10.0.0.0/24:10.1.0.0/24'] })).unsupported[0]).toMatch(/host bits/);
+  });
+
+  it('gives the reference bytes on the demo capture (both directions, odd traffic), most packets in wasm', async () => {
+    const input = join(dir, 'demo.pcap');
+    const { packets } = demoPackets({ flows: 300, seed: 9 });
+    // plus a few packets the firmware must leave to the reference rewriter
+    const extra = [
+      tcpPacket({}, { src: 0x0a010203, dst: 0x0a000064, badL4Checksum: true }, { sport: 5000, dport: 80, flags: TCP_ACK }),
+      Buffer.concat([tcpPacket({}, { src: 0x0a010204, dst: 0x0a000064 }, { sport: 5001, dport: 80, flags: TCP_ACK }), Buffer.alloc(6)]),
+      tcpPacket({}, { src: 0x0a000064, dst: 0x0a000064 }, { sport: 80, dport: 80, flags: TCP_ACK }), // matches both rules
+    ];
+    writeFileSync(input, encodePcap({ linkType: 1 }, [...packets, ...extra.map((data, i) => ({ data, tsSec: 2e9 + i, tsNsec: 0 }))]));
+    const rules = parseRules({ dnat: ['10.0.0.100:80=192.168.1.10:8080'], snat: ['10.0.0.100:80=10.0.0.200:8080'] });
+    const viaFw = join(dir, 'fw.pcap');
+    const viaRef = join(dir, 'ref.pcap');
+    const a = await rewriteFile(input, viaFw, rules, { engine: 'firmware', batchSize: 300 });
+    const b = await rewriteFile(input, viaRef, rules, { engine: 'reference' });
+    expect(a.engine).toBe('firmware');
+    expect(b.engine).toBe('reference');
+    expect(a.packetsIn).toBe(packets.length + 3);
+    expect(a.firmwarePackets).toBeGreaterThan(packets.length * 0.9);
+    expect(a.referencePackets).toBeGreaterThanOrEqual(3 + 30);
+    expect(a.rewritten).toBe(b.rewritten);
+    const fa = readCapture(viaFw).packets, fb = readCapture(viaRef).packets;
+    fa.forEach((p, i) => expect(p.data.toString('hex'), `packet ${i}`).toBe(fb[i]!.data.toString('hex')));
+    expect(readFileSync(viaFw).equals(readFileSync(viaRef))).toBe(true);
+    // and the rewrite did happen: no client packet to VIP:80 is left
+    const left = fa.filter((p) => p.ipOffset >= 0 && p.data.readUInt32BE(p.ipOffset + 16) === 0x0a000064 && p.data[p.ipOffset + 9] === 6 && p.data.readUInt16BE(p.ipOffset + 22) === 80);
+    expect(left.length).toBe(0);
+  });
+
+  it("'auto' picks the firmware when it can and says why not otherwise", async () => {
+    const input = join(dir, 'small.pcap');
+    writeFileSync(input, encodePcap({ linkType: 1 }, demoPackets({ flows: 5 }).packets));
+    const fw = await rewriteFile(input, join(dir, 'a.pcap'), parseRules({ dnat: ['10.0.0.100:80=192.168.1.10:8080'] }));
+    expect(fw.engine).toBe('firmware');
+    const ref = await rewriteFile(input, join(dir, 'b.pcap'), parseRules({ pnat: ['10.0.0.0/24:192.168.1.0/24'] }));
+    expect(ref.engine).toBe('reference');
+    expect(ref.fallbackReasons.join(' ')).toMatch(/--pnat/);
+  });
+});
