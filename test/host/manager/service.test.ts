@@ -1,0 +1,161 @@
+// The agent (in this process) and a service manager (a separate `wasmlb manager` process) over real
+// UDP on loopback: flows balanced and rewritten in both directions, stickiness, FIN → sticky →
+// expiry, health checks, wildcard refresh and expiry, update-deny.
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Capability, VerdictCode } from '../../../host/agent/wasm.ts';
+import { killAll, spawnWasmlb, type WasmlbProcess } from '../../support/process.ts';
+import { TestAgent, writeConfig } from '../../support/agent.ts';
+import { checksumsValid, dstOf, ip, srcOf, tcp, udp, TCP_ACK, TCP_FIN, TCP_SYN } from '../../support/packets.ts';
+
+const VIP = '10.0.0.100';
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  await killAll();
+  for (const c of cleanups.splice(0)) await c();
+});
+
+interface Setup {
+  agent: TestAgent;
+  manager: WasmlbProcess;
+}
+
+async function setup(yaml: string, load: Parameters<typeof TestAgent.start>[0] = {}): Promise<Setup> {
+  const agent = await TestAgent.start(load);
+  cleanups.push(() => agent.close());
+  const cfg = writeConfig(yaml);
+  cleanups.push(cfg.cleanup);
+  const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--agent', agent.endpoint, '--log-level', 'debug']);
+  await manager.waitForEvent('ready');
+  await agent.until(() => agent.agent.stats.wildcardsInstalled > 0, 'wildcards from the manager');
+  return { agent, manager };
+}
+
+function config(opts: { balancer?: string; backends?: string; timers?: string; vips?: string; health?: string } = {}): string {
+  return `
+agent:
+  multicast: { enabled: false }
+managers:
+  - identity: mgr-test
+    balancer: ${opts.balancer ?? 'rr'}
+    timers: { ${opts.timers ?? 'wildcardRefresh: 200ms, wildcardTtl: 1s, fixedTtl: 2s, expirySlack: 1s, sticky: 1s'} }
+vips:
+${opts.vips ?? `  - address: ${VIP}
+    port: 80
+    backends: ${opts.backends ?? '[{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }, { address: 10.0.1.3, port: 8080 }]'}
+${opts.health ?? ''}`}
+`;
+}
+
+describe('agent ↔ manager over UDP', () => {
+  it('balances new flows round robin and rewrites both directions with valid checksums', async () => {
+    const { agent } = await setup(config());
+    const backends = new Map<string, number>();
+    for (let c = 0; c < 30; c++) {
+      const [fwd] = await agent.forward(1, tcp(`10.9.0.${c + 1}`, 40000 + c, VIP, 80, TCP_SYN));
+      const p = fwd!.packet;
+      expect(srcOf(p)).toBe(`10.9.0.${c + 1}:${40000 + c}`);
+      expect(dstOf(p)).toMatch(/^10\.0\.1\.[123]:8080$/);
+      expect(checksumsValid(p)).toEqual({ ip: true, l4: true });
+      backends.set(dstOf(p), (backends.get(dstOf(p)) ?? 0) + 1);
+      // The backend answers; the agent's SNAT makes it come from the VIP again.
+      const [back] = await agent.forward(1, tcp(dstOf(p).split(':')[0]!, 8080, `10.9.0.${c + 1}`, 40000 + c, TCP_SYN | TCP_ACK));
+      expect(srcOf(back!.packet)).toBe(`${VIP}:80`);
+      expect(dstOf(back!.packet)).toBe(`10.9.0.${c + 1}:${40000 + c}`);
+      expect(checksumsValid(back!.packet)).toEqual({ ip: true, l4: true });
+    }
+    expect([...backends.values()]).toEqual([10, 10, 10]);
+  });
+
+  it('gives a duplicate SYN the same backend, also after the agent forgot the flow', async () => {
+    const { agent } = await setup(config());
+    const syn = tcp('10.9.1.1', 41000, VIP, 80, TCP_SYN);
+    const [first] = await agent.forward(1, syn);
+    // The agent loses its fixed affinity (e.g. TTL ran out); the manager's store still has the flow.
+    agent.fw.deleteFixed({ proto: 6, saddr: ip('10.9.1.1'), sport: 41000, daddr: ip(VIP), dport: 80 });
+    // Other flows move the round robin on.
+    await agent.forward(2, tcp('10.9.1.2', 41001, VIP, 80, TCP_SYN), tcp('10.9.1.3', 41002, VIP, 80, TCP_SYN));
+    const [again] = await agent.forward(1, syn);
+    expect(dstOf(again!.packet)).toBe(dstOf(first!.packet));
+  });
+
+  it('keeps UDP from the same client address and port on one backend', async () => {
+    const { agent } = await setup(
+      config({ vips: `  - { address: ${VIP}, port: 53, protocol: udp, backends: [{ address: 10.0.2.1 }, { address: 10.0.2.2 }] }` }),
+    );
+    const seen = new Set<string>();
+    for (let i = 0; i < 5; i++) {
+      const [o] = await agent.forward(1, udp('10.9.2.1', 5353, VIP, 53, `q${i}`));
+      seen.add(dstOf(o!.packet));
+      expect(checksumsValid(o!.packet)).toEqual({ ip: true, l4: true });
+    }
+    expect(seen.size).toBe(1);
+    const [other] = await agent.forward(1, udp('10.9.2.2', 5353, VIP, 53));
+    expect(seen.has(dstOf(other!.packet))).toBe(false);
+  });
+
+  it('after FIN keeps the affinity for the sticky time, then forgets it', async () => {
+    const { agent } = await setup(config());
+    const key = { proto: 6, saddr: ip('10.9.3.1'), sport: 42000, daddr: ip(VIP), dport: 80 };
+    const [syn] = await agent.forward(1, tcp('10.9.3.1', 42000, VIP, 80, TCP_SYN));
+    const backend = dstOf(syn!.packet);
+    expect(agent.fw.lookupFixed(key, performance.now())).not.toBeNull();
+    await agent.forward(1, tcp('10.9.3.1', 42000, VIP, 80, TCP_FIN | TCP_ACK));
+    // The FIN interest match reaches the manager, which answers with the sticky TTL (1 s).
+    await agent.until(() => agent.fw.counter('FIXED_UPDATES') >= 2n, 'the sticky update for both directions');
+    // The final ACK still reaches the same backend …
+    const [last] = await agent.forward(1, tcp('10.9.3.1', 42000, VIP, 80, TCP_ACK));
+    expect(dstOf(last!.packet)).toBe(backend);
+    // … and after the sticky time the agent has forgotten the flow.
+    await agent.until(() => agent.fw.lookupFixed(key, Math.floor(performance.now())) === null, 'sticky expiry', 4000);
+  });
+
+  it('gives no new flows to a backend whose health check fails', async () => {
+    const up = net.createServer((s) => s.destroy());
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => up.close(r)));
+    const upPort = (up.address() as net.AddressInfo).port;
+    // A port nobody listens on: bind then close to get one.
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const downPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const { agent, manager } = await setup(
+      config({
+        backends: `[{ address: 127.0.0.1, port: ${upPort} }, { address: 127.0.0.1, port: ${downPort} }]`,
+        health: '    healthCheck: { type: tcp, interval: 50ms, timeout: 40ms, rise: 1, fall: 1 }',
+      }),
+    );
+    await manager.waitFor((e) => e.event === 'health' && e['healthy'] === false, 5000);
+    for (let c = 0; c < 6; c++) {
+      const [o] = await agent.forward(1, tcp(`10.9.4.${c + 1}`, 43000, VIP, 80, TCP_SYN));
+      expect(dstOf(o!.packet)).toBe(`127.0.0.1:${upPort}`);
+    }
+  });
+
+  it('refreshes wildcards while the manager lives; they expire after it dies', async () => {
+    const { agent, manager } = await setup(config());
+    const installsBefore = agent.fw.counter('WILDCARD_INSTALLS') + agent.fw.counter('WILDCARD_UPDATES');
+    await new Promise((r) => setTimeout(r, 1500)); // longer than the 1 s wildcard TTL
+    expect(agent.fw.counter('WILDCARD_UPDATES')).toBeGreaterThan(0n);
+    expect(agent.fw.counter('WILDCARD_INSTALLS') + agent.fw.counter('WILDCARD_UPDATES')).toBeGreaterThan(installsBefore);
+    expect(agent.fw.counter('WILDCARD_OCCUPANCY')).toBeGreaterThan(0n);
+    manager.kill('SIGKILL');
+    await manager.exited;
+    await agent.until(() => agent.fw.counter('WILDCARD_OCCUPANCY') === 0n, 'wildcard expiry', 4000);
+    // With no wildcard, a new flow is not diverted to the (dead) manager: it is forwarded untouched.
+    agent.fw.writePacket(0, tcp('10.9.5.1', 44000, VIP, 80, TCP_SYN));
+    agent.fw.process(1, Math.floor(performance.now()));
+    expect(agent.fw.verdictCode(0)).toBe(VerdictCode.FORWARD);
+  });
+
+  it('denies an affinity needing an action the firmware lacks, and the manager drops the flow', async () => {
+    const { agent, manager } = await setup(config(), { disabledCapabilities: Capability.NAT });
+    expect(agent.fw.hasCapability('NAT')).toBe(false);
+    agent.send(tcp('10.9.6.1', 45000, VIP, 80, TCP_SYN));
+    await agent.until(() => agent.agent.stats.updatesDenied > 0, 'an update-deny');
+    const e = await manager.waitForEvent('deny-received');
+    expect(e['denied']).toBe(2);
+    expect(agent.fw.counter('FIXED_OCCUPANCY')).toBe(0n);
+  });
+});
