@@ -124,6 +124,16 @@ replayCommand('start', 'the main job: replay the bundled demo capture and print 
   await runReplay(DEMO_CAPTURE, flags);
 });
 
+program
+  .command('status')
+  .description('ask a running agent or manager (its metrics/status port) and print a table')
+  .argument('<target>', 'host:port of its status port')
+  .option('--json', 'print the /status JSON')
+  .action(async (target: string, flags: { json?: boolean }) => {
+    const { runStatusCommand } = await import('./ops/status.ts');
+    process.exitCode = await runStatusCommand(target, { json: flags.json === true });
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
