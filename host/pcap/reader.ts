@@ -36,8 +36,11 @@ class ChunkState {
   readonly parser: CaptureParser;
   private failed: PcapError | null = null;
 
+  readonly chunkSize: number;
+
   constructor(opts: ReadOptions, readonly path: string | undefined) {
-    this.buf = Buffer.allocUnsafe(Math.max(opts.chunkSize ?? DEFAULT_CHUNK, 64 * 1024));
+    this.chunkSize = Math.max(opts.chunkSize ?? DEFAULT_CHUNK, 64 * 1024);
+    this.buf = Buffer.allocUnsafe(this.chunkSize);
     this.batch = new PacketBatch(opts.batchSize ?? DEFAULT_BATCH);
     this.parser = new CaptureParser(path);
   }
@@ -112,21 +115,31 @@ class ChunkState {
   }
 }
 
+/** Room kept in front of a prefetched chunk for the tail of the previous one (a record cut in two). */
+const TAIL_RESERVE = 320 * 1024;
+
 export class CaptureReader implements AsyncIterable<PacketBatch> {
+  /** Read-ahead: the next chunk is read into `spare` (at TAIL_RESERVE) while the current one is parsed. */
+  private spare: Buffer | null = null;
+  private pending: Promise<number> | null = null;
+  private pendingAt = 0;
+  private closed = false;
+
   private constructor(
     private readonly fh: FileHandle,
     private readonly st: ChunkState,
+    private readonly prefetch: boolean,
   ) {}
 
   /** Opens a capture file and reads its header. Throws PcapError for a file that is not a capture. */
-  static async open(path: string, opts: ReadOptions = {}): Promise<CaptureReader> {
+  static async open(path: string, opts: ReadOptions & { prefetch?: boolean } = {}): Promise<CaptureReader> {
     const fh = await open(path, 'r');
-    const reader = new CaptureReader(fh, new ChunkState(opts, path));
+    const reader = new CaptureReader(fh, new ChunkState(opts, path), opts.prefetch ?? true);
     try {
       await reader.fillBuffer(24);
       while (!reader.st.header()) await reader.fillBuffer(reader.st.end + 24);
     } catch (e) {
-      await fh.close();
+      await reader.close();
       throw e;
     }
     return reader;
@@ -153,15 +166,57 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
     }
   }
 
-  private closed = false;
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    if (this.pending) await this.pending.catch(() => 0);
+    this.pending = null;
     await this.fh.close();
   }
 
+  private startPrefetch(): void {
+    if (!this.prefetch || this.st.eof || this.closed) return;
+    // a spare too small (the first buffer, sized for plain reads) is replaced once
+    if (this.spare === null || this.spare.length < TAIL_RESERVE + this.st.chunkSize)
+      this.spare = Buffer.allocUnsafe(TAIL_RESERVE + this.st.chunkSize);
+    const spare = this.spare;
+    const at = this.st.base + this.st.end;
+    this.pendingAt = at;
+    this.pending = this.fh.read(spare, TAIL_RESERVE, spare.length - TAIL_RESERVE, at).then((r) => r.bytesRead);
+  }
+
+  /** Makes at least `need` bytes available from st.pos (fewer only at the end of the file). */
   private async fillBuffer(need: number): Promise<void> {
     const st = this.st;
+    while (this.pending !== null) {
+      const n = await this.pending;
+      this.pending = null;
+      if (n === 0) {
+        st.eof = true;
+        return;
+      }
+      const spare = this.spare!;
+      const tail = st.end - st.pos;
+      if (tail <= TAIL_RESERVE) {
+        // the unread tail goes just in front of the prefetched bytes; the buffers swap
+        st.buf.copy(spare, TAIL_RESERVE - tail, st.pos, st.end);
+        this.spare = st.buf;
+        st.buf = spare;
+        st.base = this.pendingAt - TAIL_RESERVE;
+        st.pos = TAIL_RESERVE - tail;
+        st.end = TAIL_RESERVE + n;
+      } else {
+        st.prepareRead(tail + n);
+        spare.copy(st.buf, st.end, TAIL_RESERVE, TAIL_RESERVE + n);
+        st.end += n;
+      }
+      if (st.end - st.pos >= need) {
+        this.startPrefetch();
+        return;
+      }
+      if (need > st.buf.length - st.pos) break; // a record larger than the buffer: read it directly
+      this.startPrefetch();
+    }
     st.prepareRead(need);
     do {
       const { bytesRead } = await this.fh.read(st.buf, st.end, st.buf.length - st.end, st.base + st.end);
@@ -170,7 +225,8 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
         return;
       }
       st.end += bytesRead;
-    } while (st.end < need);
+    } while (st.end - st.pos < need);
+    this.startPrefetch();
   }
 }
 
