@@ -62,13 +62,23 @@ withCommonFlags(
     .addOption(new Option('--role <role>', 'role').choices(['primary', 'backup']))
     .option('--identity <name>', 'which manager of the config to run')
     .option('--control <addr:port>', 'control socket address', endpoint)
-    .option('--agent <addr:port>', 'agent to reach by unicast (repeatable)', collect(endpoint)),
-).action(async (flags: CommonFlags & { identity?: string; control?: Endpoint; agent?: Endpoint[] }) => {
+    .option('--agent <addr:port>', 'agent to reach by unicast (repeatable)', collect(endpoint))
+    .option('--peer <addr:port>', 'peer manager for heartbeats, replication and resync (repeatable; default: the config\'s other managers)', collect(endpoint))
+    .option('--stats-interval <ms>', 'log a "stats" event (role, store size and digest, replication counters) this often', positiveInt),
+).action(async (flags: CommonFlags & { identity?: string; control?: Endpoint; agent?: Endpoint[]; peer?: Endpoint[]; statsInterval?: number }) => {
   const config = configFrom(flags);
   const m = selectManager(config, { identity: flags.identity, role: flags.role as 'primary' | 'backup' | undefined });
   const manager = flags.control ? { ...m, control: flags.control } : m;
   const { runManager } = await import('./manager/run.ts');
-  await runManager({ config, manager, agents: flags.agent ?? [], logLevel: flags.logLevel });
+  await runManager({
+    config,
+    manager,
+    agents: flags.agent ?? [],
+    // An overridden control endpoint means the config's endpoints are not where the peers are.
+    peers: flags.peer ?? (flags.control ? [] : undefined),
+    statsIntervalMs: flags.statsInterval,
+    logLevel: flags.logLevel,
+  });
 });
 
 function replayCommand(name: string, description: string): Command {

@@ -18,6 +18,9 @@ import type { ServiceChannel, Outgoing } from '../transport/channel.ts';
 import type { Endpoint } from '../transport/udp.ts';
 import { endpointKey, firmwareActions, firmwareFixed, firmwareWildcard, Interner, UnsupportedActionError } from './affinity.ts';
 import { HoldQueue } from './hold.ts';
+
+/** Host name of the identity-info segment that marks a manager heartbeat as a takeover notice. */
+export const TAKEOVER_NOTICE = 'wasmlb-takeover';
 import { DescOut, Status, VerdictCode, type AffinityKey, type ForwardingFirmware } from './wasm.ts';
 
 /** Where forwarded packets go: a pcap writer, a TUN device. Must consume `packet` before returning. */
@@ -60,6 +63,7 @@ export interface AgentStats {
   packetsReturned: number;
   ipPacketOnly: number;
   forwarded: number;
+  takeoverNotices: number;
 }
 
 export class ForwardingAgent {
@@ -78,7 +82,10 @@ export class ForwardingAgent {
     packetsReturned: 0,
     ipPacketOnly: 0,
     forwarded: 0,
+    takeoverNotices: 0,
   };
+  /** Highest epoch of a takeover notice applied. */
+  private takeoverEpoch = 0;
   private readonly control: ServiceChannel;
   private readonly sink: PacketSink;
   private readonly now: () => number;
@@ -245,10 +252,34 @@ export class ForwardingAgent {
         this.stats.ipPacketOnly++;
         this.runPackets([msg.packet], 0);
         break;
+      case 'heartbeat':
+        this.applyTakeoverNotice(msg);
+        break;
       default:
         // Replication, heartbeats and interest matches are between managers; an agent ignores them.
         break;
     }
+  }
+
+  /**
+   * Takeover notice (host/manager/role.ts): a manager that took over another's service sends a
+   * heartbeat whose identity-info segment names the replaced manager (addr = its wire identity,
+   * host name TAKEOVER_NOTICE). Every wildcard and fixed affinity that manager installed here is
+   * dropped at once, so no new flow or FIN waits on a dead manager until its TTLs run out. A notice
+   * with an epoch lower than one already applied is stale and ignored; a manager cannot cancel itself.
+   * Returns how many affinities were removed.
+   */
+  applyTakeoverNotice(msg: MessageOf<'heartbeat'>): number {
+    if (msg.heartbeat.role !== 'primary' || msg.identity?.hostName !== TAKEOVER_NOTICE) return 0;
+    const replaced = msg.identity.addr >>> 0;
+    if (replaced === msg.sender) return 0;
+    if (msg.heartbeat.epoch < this.takeoverEpoch) return 0;
+    this.takeoverEpoch = msg.heartbeat.epoch;
+    const owner = this.owners.find(replaced);
+    const removed = owner === undefined ? 0 : this.firmware.deleteByOwner(owner);
+    this.stats.takeoverNotices++;
+    this.onEvent('takeover', { replaced, by: msg.sender, epoch: msg.heartbeat.epoch, removed });
+    return removed;
   }
 
   private applyWildcards(msg: MessageOf<'affinity-update-wildcard'>, from: Endpoint): void {

@@ -12,7 +12,7 @@ import {
   type WildcardEntry,
 } from '../protocol/index.ts';
 import type { ManagerConfig, VipConfig, WasmlbConfig } from '../config/index.ts';
-import type { ServiceChannel } from '../transport/channel.ts';
+import type { Outgoing, ServiceChannel } from '../transport/channel.ts';
 import type { Endpoint } from '../transport/udp.ts';
 import { createBalancer, makeBackend, type Backend, type Balancer, type FlowKey } from './decision.ts';
 import { admitFlow, AffinityStore, flowAffinities, type AffinityFlow, type AffinityUpdate, type DirectionAffinity } from './store.ts';
@@ -195,12 +195,27 @@ export class ServiceManager {
         {
           type: 'affinity-update-wildcard',
           servicePrecedence: { value: this.cfg.servicePrecedence, wildcardFirst: false },
-          backupPrecedence: this.cfg.backupPrecedence,
+          backupPrecedence: this.announcedPrecedence(),
           wildcards: entries.slice(i, i + 64),
         },
         targets,
       );
     }
+  }
+
+  /**
+   * The backup precedence agents see in our wildcards. The one that answers (active) always beats
+   * every passive manager, whatever their configured precedences: a returning old primary with a
+   * higher configured precedence must not draw new flows while it is only a backup.
+   */
+  announcedPrecedence(): number {
+    const p = this.cfg.backupPrecedence;
+    return this.active ? Math.min(0xffff, 0x8000 + p) : Math.min(0x7fff, p);
+  }
+
+  /** Sends a message to every agent (multicast group and unicast list): takeover notices. */
+  notifyAgents(msg: Outgoing): void {
+    this.channel.sendMany(msg, [...this.wildcardTargets, ...this.agents.values()]);
   }
 
   // ---- interest matches --------------------------------------------------------------------------------
