@@ -91,7 +91,10 @@ function replayCommand(name: string, description: string): Command {
       .option('--multiplier <x>', 'replay at x times the capture speed', positive)
       .option('--pps <n>', 'replay at n packets per second', positive)
       .option('--loop <n>', 'replay the capture n times', positiveInt, 1)
-      .option('--json', 'print the summary as one JSON object'),
+      .option('--json', 'print the summary as one JSON object')
+      .option('--backup', 'also run a backup manager that mirrors the primary')
+      .option('--no-backup', 'no backup manager (start runs one by default)')
+      .option('--kill-primary-at <point>', 'SIGKILL the primary at a fraction (0<x<1) or packet number (≥1) of the capture; implies --backup', positive),
   );
 }
 
@@ -102,6 +105,8 @@ interface ReplayFlags extends CommonFlags {
   pps?: number;
   loop: number;
   json?: boolean;
+  backup?: boolean;
+  killPrimaryAt?: number;
 }
 
 async function runReplay(input: string, flags: ReplayFlags): Promise<void> {
@@ -120,6 +125,8 @@ async function runReplay(input: string, flags: ReplayFlags): Promise<void> {
     pacing: flags.multiplier ? { kind: 'multiplier', factor: flags.multiplier } : flags.pps ? { kind: 'pps', rate: flags.pps } : { kind: 'topspeed' },
     logLevel: flags.logLevel,
     onProgress: bar?.update,
+    backup: flags.backup === true || flags.killPrimaryAt !== undefined,
+    killPrimaryAt: flags.killPrimaryAt,
   });
   bar?.stop();
   printSummary(summary, Boolean(flags.json));
@@ -129,10 +136,14 @@ replayCommand('replay', 'replay a capture through the agent and a primary manage
   .argument('<in>', 'pcap or pcapng capture')
   .action(runReplay);
 
-replayCommand('start', 'the main job: replay the bundled demo capture and print the summary').action(async (flags: ReplayFlags) => {
-  const { DEMO_CAPTURE } = await import('./replay/summary.ts');
-  await runReplay(DEMO_CAPTURE, flags);
-});
+replayCommand('start', 'the main job: replay the bundled demo capture with a backup manager, kill the primary halfway, print the summary').action(
+  async (flags: ReplayFlags) => {
+    const { DEMO_CAPTURE } = await import('./replay/summary.ts');
+    // The demo shows a failover: a backup runs and the primary dies halfway (--no-backup: neither).
+    const failover = flags.backup !== false;
+    await runReplay(DEMO_CAPTURE, { ...flags, backup: failover, killPrimaryAt: failover ? (flags.killPrimaryAt ?? 0.5) : undefined });
+  },
+);
 
 program
   .command('status')

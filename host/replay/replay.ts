@@ -1,5 +1,7 @@
 // `wasmlb replay`: a capture through a forwarding agent (this process) and a primary service manager
-// (a child process), talking over real UDP on loopback. Packets from the VIP in the capture are the
+// (a child process), talking over real UDP on loopback. With `backup`, a backup manager process
+// mirrors the primary; `killPrimaryAt` SIGKILLs the primary mid-capture and the summary tells what
+// the takeover cost (flows moved to another backend, packets lost, takeover time). Packets from the VIP in the capture are the
 // return direction: the replay rewrites their source to the backend their flow was given (as that
 // backend would send them), and the agent's SNAT must give back the capture's original bytes.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -8,11 +10,11 @@ import { stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ForwardingAgent, type PacketSink } from '../agent/agent.ts';
-import { ForwardingFirmware, COUNTER_NAMES, type CounterName } from '../agent/wasm.ts';
+import { flowId, ForwardingAgent, packetKey, type AgentOptions, type PacketSink } from '../agent/agent.ts';
+import { ForwardingFirmware, COUNTER_NAMES, VerdictCode, type CounterName } from '../agent/wasm.ts';
 import { CaptureReader, PcapWriter, LINKTYPE_RAW } from '../pcap/index.ts';
 import { ipToU32, u32ToIp, type FixedEntry } from '../protocol/index.ts';
-import type { WasmlbConfig } from '../config/index.ts';
+import type { ManagerConfig, WasmlbConfig } from '../config/index.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket } from '../transport/udp.ts';
 import { securityOf } from '../manager/run.ts';
@@ -31,6 +33,13 @@ export interface ReplayOptions {
   answerTimeoutMs?: number;
   logLevel?: string;
   onProgress?: (bytesDone: number, bytesTotal: number) => void;
+  /** Also run a backup manager (the config's backup, or one derived from the primary). */
+  backup?: boolean | undefined;
+  /**
+   * SIGKILL the primary at this point of the capture: a fraction of its packets (0 < x < 1) or a
+   * packet number (≥ 1). Needs `backup`.
+   */
+  killPrimaryAt?: number | undefined;
 }
 
 export interface ReplaySummary {
@@ -48,6 +57,90 @@ export interface ReplaySummary {
   returnUnmapped: number;
   packetsLost: number;
   elapsedSec: number;
+  /** Flows whose backend changed after they were placed (a takeover must keep every one: 0). */
+  flowsMoved: number;
+  /** From the primary's SIGKILL to the agent applying the backup's takeover notice (null: no takeover). */
+  takeoverMs: number | null;
+  /** Flows the backup held from replication when it took over (or at the end without a kill); null without a backup. */
+  replicated: number | null;
+  /** Resyncs the backup completed; null without a backup. */
+  resyncs: number | null;
+}
+
+/** The agent of a replay: also remembers the packets it sent to a manager until they are answered. */
+class ReplayAgent extends ForwardingAgent {
+  /** Packets sent to a manager and not answered yet, by flow. */
+  readonly pending = new Map<string, Uint8Array[]>();
+  pendingCount = 0;
+
+  constructor(opts: AgentOptions) {
+    super(opts);
+  }
+
+  override processBatch(count: number): void {
+    super.processBatch(count);
+    const fw = this.firmware;
+    const d8 = fw.descriptorBytes;
+    for (let i = 0; i < count; i++) {
+      if (d8[i * 32 + 12] !== VerdictCode.TO_MANAGER) continue;
+      const bytes = fw.packet(i);
+      const key = packetKey(bytes);
+      if (!key) continue;
+      const id = flowId(key);
+      const list = this.pending.get(id);
+      if (list) list.push(Buffer.from(bytes));
+      else this.pending.set(id, [Buffer.from(bytes)]);
+      this.pendingCount++;
+    }
+  }
+
+  /** A fixed affinity for this key arrived: the manager answered the flow's packets. */
+  answered(id: string): void {
+    const list = this.pending.get(id);
+    if (!list) return;
+    this.pending.delete(id);
+    this.pendingCount -= list.length;
+  }
+
+  /** Takes every unanswered packet (to run again, or to count as lost). */
+  takePending(): Uint8Array[] {
+    const out = [...this.pending.values()].flat();
+    this.pending.clear();
+    this.pendingCount = 0;
+    return out;
+  }
+}
+
+/** The backup manager of a replay: the config's, or the primary's settings under another name. */
+export function backupManagerOf(config: WasmlbConfig, primary: ManagerConfig): ManagerConfig {
+  const found = config.managers.find((m) => m.role === 'backup' && m.identity !== primary.identity);
+  if (found) return found;
+  const used = new Set(config.managers.map((m) => `${m.control.address}:${m.control.port}`));
+  let port = primary.control.port;
+  do port = port >= 65535 ? 1024 : port + 1;
+  while (used.has(`${primary.control.address}:${port}`));
+  const derived: ManagerConfig = {
+    ...structuredClone(primary),
+    identity: `${primary.identity}-backup`,
+    role: 'backup',
+    control: { address: primary.control.address, port },
+    backupPrecedence: Math.min(primary.backupPrecedence, 100),
+  };
+  if (derived.backupPrecedence >= primary.backupPrecedence) derived.backupPrecedence = Math.max(0, primary.backupPrecedence - 1);
+  config.managers.push(derived);
+  return derived;
+}
+
+/** Packets in a capture (a quick pass), to turn a fraction into a packet number. */
+async function countPackets(file: string): Promise<number> {
+  const reader = await CaptureReader.open(file);
+  let n = 0;
+  try {
+    for await (const batch of reader) n += batch.count;
+  } finally {
+    await reader.close();
+  }
+  return n;
 }
 
 export class ReplayError extends Error {
@@ -164,7 +257,10 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   };
   // Flow → backend, learned from the fixed affinities the manager installs (client addr:port key).
   const backendOf = new Map<number, { ip: number; port: number }>();
-  const agent = new ForwardingAgent({
+  const moved = new Set<number>();
+  let takeoverAt: number | null = null;
+  let retryNow = false;
+  const agent: ReplayAgent = new ReplayAgent({
     firmware: fw,
     control: channel,
     sink,
@@ -172,29 +268,74 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     holdQueue: { size: config.agent.holdQueue.size, deadlineMs: config.agent.holdQueue.deadline },
     onFixedInstalled: (e: FixedEntry) => {
       const a = e.affinity;
+      agent.answered(flowId({ proto: a.protocol, saddr: a.srcAddr, daddr: a.dstAddr, sport: a.srcPort, dport: a.dstPort }));
       if (a.dstAddr !== vipIp || a.dstPort !== vip.port || a.ttlMs === 0) return;
       const nat = e.actions.find((x) => x.kind === 'nat');
       const dispatch = e.actions.find((x) => x.kind === 'dispatch');
       const k = a.srcAddr * 65536 + a.srcPort;
-      if (nat && nat.kind === 'nat' && nat.dstAddr !== undefined) backendOf.set(k, { ip: nat.dstAddr, port: nat.dstPort ?? vip.port });
-      else if (dispatch && dispatch.kind === 'dispatch') backendOf.set(k, { ip: dispatch.nextHop, port: vip.port });
+      let b: { ip: number; port: number } | null = null;
+      if (nat && nat.kind === 'nat' && nat.dstAddr !== undefined) b = { ip: nat.dstAddr, port: nat.dstPort ?? vip.port };
+      else if (dispatch && dispatch.kind === 'dispatch') b = { ip: dispatch.nextHop, port: vip.port };
+      if (!b) return;
+      const before = backendOf.get(k);
+      if (before && (before.ip !== b.ip || before.port !== b.port)) moved.add(k);
+      backendOf.set(k, b);
+    },
+    onEvent: (event) => {
+      if (event !== 'takeover') return;
+      takeoverAt ??= performance.now();
+      // The wildcards changed owner: what the dead primary never answered can be asked again now.
+      retryNow = true;
     },
   });
 
-  const cfg = writeEffectiveConfig(config);
   const manager = config.managers.find((m) => m.role === 'primary') ?? config.managers[0]!;
-  const { child } = await spawnManager(cfg.file, [
+  const backupCfg = opts.backup ? backupManagerOf(config, manager) : null;
+  const cfg = writeEffectiveConfig(config);
+  const agentArg = `${socket.local.address}:${socket.local.port}`;
+  const { child, ready } = await spawnManager(cfg.file, [
     '--identity', manager.identity,
     '--control', '127.0.0.1:0',
-    '--agent', `${socket.local.address}:${socket.local.port}`,
+    '--agent', agentArg,
     '--log-level', opts.logLevel ?? 'info',
   ]).catch((e: unknown) => {
     cfg.cleanup();
     void channel.close();
     throw e;
   });
+  let backup: ChildProcess | null = null;
+  const backupEvents: Array<Record<string, unknown>> = [];
   const tickTimer = setInterval(() => agent.tick(), 10);
   try {
+    if (backupCfg) {
+      const control = ready['control'] as { address: string; port: number };
+      let resynced: () => void = () => undefined;
+      const resyncDone = new Promise<void>((r) => (resynced = r));
+      const spawned = await spawnManager(
+        cfg.file,
+        ['--identity', backupCfg.identity, '--control', '127.0.0.1:0', '--agent', agentArg, '--peer', `${control.address}:${control.port}`, '--log-level', opts.logLevel ?? 'info'],
+        (line) => {
+          backupEvents.push(line);
+          if (line['event'] === 'resync-complete') resynced();
+        },
+      );
+      backup = spawned.child;
+      // The backup may not take over before its resync: start the capture once it is complete.
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new ReplayError('MANAGER_START', 'the backup did not complete its resync within 10 s')), 10_000);
+      });
+      try {
+        await Promise.race([resyncDone, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    let killAt = -1;
+    if (opts.killPrimaryAt !== undefined && backupCfg) {
+      killAt = opts.killPrimaryAt >= 1 ? Math.floor(opts.killPrimaryAt) : Math.max(1, Math.round(opts.killPrimaryAt * (await countPackets(opts.input)) * opts.loop));
+    }
+    let killedAt: number | null = null;
     // Wildcards first: until they are installed every packet would be forwarded untouched.
     const t0 = performance.now();
     while (agent.stats.wildcardsInstalled === 0) {
@@ -204,12 +345,27 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
 
     const answerTimeout = opts.answerTimeoutMs ?? 200;
     let givenUp = 0;
-    const outstanding = (): number => agent.stats.packetsToManager - agent.stats.packetsReturned - givenUp;
+    let retried = 0;
+    const outstanding = (): number => agent.pendingCount;
+    // With a backup, unanswered packets are run again (now, if the wildcards just changed owner, else
+    // after the answer timeout) a few times before they count as lost.
+    const maxRetries = backupCfg ? 5 : 0;
     const waitAnswers = async (): Promise<void> => {
-      const deadline = performance.now() + answerTimeout;
+      let deadline = performance.now() + answerTimeout;
+      let retries = 0;
       while (outstanding() > 0) {
-        if (performance.now() > deadline) {
-          givenUp += outstanding();
+        const late = performance.now() > deadline;
+        if (retryNow || (late && retries < maxRetries)) {
+          retryNow = false;
+          retries++;
+          const again = agent.takePending();
+          retried += again.length;
+          agent.runPackets(again, 0);
+          deadline = performance.now() + answerTimeout;
+          continue;
+        }
+        if (late) {
+          givenUp += agent.takePending().length;
           return;
         }
         await tick();
@@ -245,6 +401,11 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
             const ipOff = batch.ipOffset[i]!;
             tsSec = batch.tsSec[i]!;
             tsNsec = batch.tsNsec[i]!;
+            if (packetsIn === killAt && killedAt === null) {
+              await flush();
+              child.kill('SIGKILL');
+              killedAt = performance.now();
+            }
             if (ipOff < 0) {
               nonIpv4++;
               continue;
@@ -295,7 +456,14 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     await flush();
     await waitAnswers();
     const elapsedSec = (performance.now() - started) / 1000;
-    if (process.env['WASMLB_DEBUG']) console.error(agent.stats, fw.counters(), channel.stats);
+    if (process.env['WASMLB_DEBUG']) console.error(agent.stats, fw.counters(), channel.stats, { retried });
+    if (backup) {
+      backup.kill('SIGTERM');
+      await new Promise((r) => (backup!.exitCode !== null ? r(null) : backup!.once('exit', r)));
+    }
+    const stopped = backupEvents.find((e) => e['event'] === 'stopped');
+    const failover = (stopped?.['failover'] ?? null) as { flows?: number; roles?: { resyncsCompleted?: number } } | null;
+    const takeoverEvent = backupEvents.find((e) => e['event'] === 'takeover');
     await writer?.close();
 
     const counters = fw.counters();
@@ -328,11 +496,18 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       returnUnmapped,
       packetsLost: givenUp,
       elapsedSec,
+      flowsMoved: moved.size,
+      takeoverMs: killedAt !== null && takeoverAt !== null ? Math.round((takeoverAt - killedAt) * 10) / 10 : null,
+      replicated: backupCfg ? (typeof takeoverEvent?.['flows'] === 'number' ? takeoverEvent['flows'] : (failover?.flows ?? null)) : null,
+      resyncs: backupCfg ? (failover?.roles?.resyncsCompleted ?? null) : null,
     };
   } finally {
     clearInterval(tickTimer);
-    child.kill('SIGTERM');
-    await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    for (const c of [child, backup]) {
+      if (!c) continue;
+      if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+      await new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r)));
+    }
     await channel.close();
     cfg.cleanup();
   }

@@ -42,6 +42,13 @@ export function printSummary(s: ReplaySummary, json: boolean): void {
       .map(([b, n]): [string, string] => [`  backend ${b}`, `${n} flows`]),
     ['return packets', `${s.returnPackets} (${s.returnMismatches} differ from the capture, ${s.returnUnmapped} unmapped)`],
     ['packets lost', String(s.packetsLost)],
+    ...(s.replicated !== null
+      ? ([
+          ['replicated to backup', `${s.replicated} flows (${s.resyncs ?? 0} resyncs)`],
+          ['takeover', s.takeoverMs === null ? 'none' : `${s.takeoverMs} ms after the primary was killed`],
+          ['flows moved', `${s.flowsMoved}${s.takeoverMs !== null ? ' (flows whose backend changed across the takeover)' : ''}`],
+        ] satisfies Array<[string, string]>)
+      : []),
     ['elapsed', `${s.elapsedSec.toFixed(3)} s`],
     ['rate', `${s.mpps.toFixed(3)} Mpps`],
     ['new flows', `${Math.round(s.newFlowsPerSec)} /s`],
