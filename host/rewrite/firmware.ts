@@ -13,7 +13,7 @@
 import { ForwardingFirmware, VerdictCode, type WildcardAffinity, type LoadOptions } from '../agent/wasm.ts';
 import { LINKTYPE_ETHERNET } from '../pcap/linktype.ts';
 import type { PacketBatch } from '../pcap/batch.ts';
-import { ReferenceRewriter } from './reference.ts';
+import { OUTCOME_CHANGED, OUTCOME_TCPREWRITE_ABORTS, ReferenceRewriter } from './reference.ts';
 import type { RewriteRules } from './rules.ts';
 import type { BatchRewriter } from './rewrite.ts';
 
@@ -195,9 +195,9 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
       i = j;
     }
     for (const k of toReference) {
-      const o = reference.rewrite(linkType[k]!, data, offset[k]!, capLen[k]!, origLen[k]!);
-      if (o.changed) rewritten++;
-      if (o.tcprewriteAborts) aborts++;
+      const o = reference.rewrite(linkType[k]!, data, offset[k]!, capLen[k]!, origLen[k]!, words);
+      if (o & OUTCOME_CHANGED) rewritten++;
+      if (o & OUTCOME_TCPREWRITE_ABORTS) aborts++;
       stats.reference++;
     }
     return { rewritten, aborts };

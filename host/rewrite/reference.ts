@@ -16,12 +16,9 @@
 import { LINKTYPE_ETHERNET } from '../pcap/linktype.ts';
 import { inCidr, mapPort, remap, type CidrMap, type RewriteRules } from './rules.ts';
 
-export interface PacketOutcome {
-  /** Some byte of the packet changed. */
-  changed: boolean;
-  /** tcprewrite 4.4.3 aborts the whole run on this packet (we leave it unchanged instead). */
-  tcprewriteAborts: boolean;
-}
+/** rewrite() result bits. */
+export const OUTCOME_CHANGED = 1; // some byte of the packet changed
+export const OUTCOME_TCPREWRITE_ABORTS = 2; // tcprewrite 4.4.3 aborts the whole run here (we leave it unchanged)
 
 const ETHERTYPE_IPV4 = 0x0800;
 const ETHERTYPE_IPV6 = 0x86dd;
@@ -53,6 +50,25 @@ function sum16(b: Uint8Array, start: number, end: number, s = 0): number {
   if (i < end) s += b[i]! << 8;
   return s;
 }
+
+/**
+ * sum16() through a little-endian u16 view of the same bytes when `start` is even: a ones'-complement sum
+ * of swapped words is the swapped sum, so fold, swap back. Half the loads of the byte loop. The result is
+ * congruent to sum16()'s modulo 0xffff, which is all a checksum sees.
+ */
+function sumFast(b: Uint8Array, w: Uint16Array | null, start: number, end: number): number {
+  if (w === null || (start & 1) !== 0) return sum16(b, start, end);
+  const n = end - start;
+  const h = start >>> 1;
+  const he = h + (n >>> 1);
+  let s = 0;
+  for (let k = h; k < he; k++) s += w[k]!;
+  s = fold(s);
+  s = ((s & 0xff) << 8) | (s >>> 8);
+  if ((n & 1) !== 0) s += b[end - 1]! << 8;
+  // plus 2 x 0xffff (a ones'-complement zero) so that callers can subtract a 16-bit field and stay positive
+  return s + 0x1fffe;
+}
 function fold(s: number): number {
   while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 65536);
   return s;
@@ -67,9 +83,14 @@ function csumReplace32(ck: number, from: number, to: number): number {
 }
 
 function firstMap(maps: readonly CidrMap[], addr: number): number {
-  for (const m of maps) if (inCidr(m.from, addr)) return remap(m.to, addr);
+  for (let i = 0; i < maps.length; i++) {
+    const m = maps[i]!;
+    if (inCidr(m.from, addr)) return remap(m.to, addr);
+  }
   return addr;
 }
+
+let aborts = false;
 
 interface AddressMaps {
   src: readonly CidrMap[];
@@ -85,11 +106,14 @@ export class ReferenceRewriter {
     this.arp = rules.pnat.length > 0; // tcprewrite rewrites ARP for --pnat only
   }
 
-  /** Rewrites the packet b[start, start+capLen) in place. */
-  rewrite(linkType: number, b: Uint8Array, start: number, capLen: number, origLen: number): PacketOutcome {
-    const out: PacketOutcome = { changed: false, tcprewriteAborts: false };
-    if (linkType !== LINKTYPE_ETHERNET || capLen < 14) return out;
+  /**
+   * Rewrites the packet b[start, start+capLen) in place; returns OUTCOME_* bits. `w`, when given, is a
+   * little-endian u16 view of b's bytes (w[k] covers b[2k], b[2k+1]) used for faster checksum sums.
+   */
+  rewrite(linkType: number, b: Uint8Array, start: number, capLen: number, origLen: number, w: Uint16Array | null = null): number {
+    if (linkType !== LINKTYPE_ETHERNET || capLen < 14) return 0;
     dirty = false;
+    aborts = false;
     const end = start + capLen;
     let at = start + 12;
     let type = u16(b, at);
@@ -99,17 +123,16 @@ export class ReferenceRewriter {
     }
     const l3 = at + 2;
     const l2len = l3 - start;
-    if (type === ETHERTYPE_IPV4) this.ipv4(b, start, l3, end, l2len, origLen, out);
+    if (type === ETHERTYPE_IPV4) this.ipv4(b, w, start, l3, end, l2len, origLen);
     else if (type === ETHERTYPE_IPV6) this.ipv6(b, start, l3, end, origLen, l2len);
     else if (type === ETHERTYPE_ARP && this.arp) this.arpPacket(b, l3, end);
-    out.changed = dirty;
-    return out;
+    return (dirty ? OUTCOME_CHANGED : 0) | (aborts ? OUTCOME_TCPREWRITE_ABORTS : 0);
   }
 
-  private ipv4(b: Uint8Array, start: number, ip: number, end: number, l2len: number, origLen: number, out: PacketOutcome): void {
+  private ipv4(b: Uint8Array, w: Uint16Array | null, start: number, ip: number, end: number, l2len: number, origLen: number): void {
     if (ip + 20 > end) return;
     if (b[ip]! >> 4 !== 4) {
-      out.tcprewriteAborts = true; // "Invalid packet: Expected IPv4 packet"
+      aborts = true; // "Invalid packet: Expected IPv4 packet"
       return;
     }
     // tcprewrite trusts IHL even below 5 (the transport header then starts inside the IPv4 header)
@@ -141,14 +164,18 @@ export class ReferenceRewriter {
     const sport0 = portsPresent ? u16(b, l4) : -1;
     const dport0 = portsPresent ? u16(b, l4 + 2) : -1;
     let nsrc = src, ndst = dst, natSport = -1, natDport = -1;
-    for (const r of this.rules.dnat) {
+    const dnat = this.rules.dnat;
+    for (let i = 0; i < dnat.length; i++) {
+      const r = dnat[i]!;
       if (ndst === r.matchAddr && (r.matchPort === null || (portsPresent && dport0 === r.matchPort))) {
         ndst = r.toAddr;
         if (r.toPort !== null && portsPresent) natDport = r.toPort;
         break;
       }
     }
-    for (const r of this.rules.snat) {
+    const snat = this.rules.snat;
+    for (let i = 0; i < snat.length; i++) {
+      const r = snat[i]!;
       if (nsrc === r.matchAddr && (r.matchPort === null || (portsPresent && sport0 === r.matchPort))) {
         nsrc = r.toAddr;
         if (r.toPort !== null && portsPresent) natSport = r.toPort;
@@ -188,7 +215,7 @@ export class ReferenceRewriter {
       const l4len = total - ihl;
       if (isTcp || (isUdp && !udpZero)) {
         if (ckPresent) {
-          let s = sum16(b, l4, ip + total) - (ckAt + 2 <= ip + total ? u16(b, ckAt) : 0);
+          let s = sumFast(b, w, l4, ip + total) - (ckAt + 2 <= ip + total ? u16(b, ckAt) : 0);
           s = sum16(b, ip + 12, ip + 20, s) + proto + l4len;
           put16(b, ckAt, ~fold(s) & 0xffff);
         }
@@ -207,7 +234,7 @@ export class ReferenceRewriter {
       }
       put16(b, ckAt, ck);
     }
-    if (ihl >= 12) put16(b, ip + 10, ~fold(sum16(b, ip, ip + ihl) - u16(b, ip + 10)) & 0xffff);
+    if (ihl >= 12) put16(b, ip + 10, ~fold(sumFast(b, w, ip, ip + ihl) - u16(b, ip + 10)) & 0xffff);
     else put16(b, ip + 10, ~fold(sum16(b, ip, ip + ihl)) & 0xffff);
   }
 

@@ -4,7 +4,7 @@
 import { CaptureReader } from '../pcap/reader.ts';
 import { PcapWriter } from '../pcap/writer.ts';
 import type { PacketBatch } from '../pcap/batch.ts';
-import { ReferenceRewriter } from './reference.ts';
+import { OUTCOME_CHANGED, OUTCOME_TCPREWRITE_ABORTS, ReferenceRewriter } from './reference.ts';
 import { hasRules, type RewriteRules } from './rules.ts';
 import { loadFirmwareRewriter, planWildcards, type FirmwareRewriter } from './firmware.ts';
 
@@ -61,10 +61,12 @@ export function referenceBatchRewriter(rules: RewriteRules): BatchRewriter {
   return {
     rewriteBatch(batch) {
       let rewritten = 0, aborts = 0;
+      const { data, linkType, offset, capLen, origLen } = batch;
+      const w = (data.byteOffset & 1) === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.length >>> 1) : null;
       for (let i = 0; i < batch.count; i++) {
-        const o = r.rewrite(batch.linkType[i]!, batch.data, batch.offset[i]!, batch.capLen[i]!, batch.origLen[i]!);
-        if (o.changed) rewritten++;
-        if (o.tcprewriteAborts) aborts++;
+        const o = r.rewrite(linkType[i]!, data, offset[i]!, capLen[i]!, origLen[i]!, w);
+        if (o & OUTCOME_CHANGED) rewritten++;
+        if (o & OUTCOME_TCPREWRITE_ABORTS) aborts++;
       }
       return { rewritten, aborts };
     },
