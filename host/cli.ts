@@ -81,6 +81,67 @@ withCommonFlags(
   });
 });
 
+function cidrList(text: string, prev: string[] | undefined): string[] {
+  const out = [...(prev ?? [])];
+  for (const c of text.split(',').filter((s) => s.trim() !== '')) {
+    const m = /^(\d{1,3}(?:\.\d{1,3}){3})(?:\/(\d{1,2}))?$/.exec(c.trim());
+    if (!m || m[1]!.split('.').some((o) => Number(o) > 255) || (m[2] !== undefined && Number(m[2]) > 32)) {
+      throw new InvalidArgumentError(`expected an IPv4 address or prefix (a.b.c.d/len), got "${c}"`);
+    }
+    out.push(c.trim());
+  }
+  return out;
+}
+const endpointList = (text: string, prev: Endpoint[] | undefined): Endpoint[] => [
+  ...(prev ?? []),
+  ...text.split(',').filter((s) => s.trim() !== '').map((s) => endpoint(s.trim())),
+];
+function port(text: string): number {
+  const v = Number(text);
+  if (!Number.isInteger(v) || v < 0 || v > 65535) throw new InvalidArgumentError(`expected a port 0..65535, got "${text}"`);
+  return v;
+}
+
+interface AgentFlags extends CommonFlags {
+  tun: string;
+  queues: number;
+  setup?: boolean;
+  address?: string[];
+  route?: string[];
+  control?: Endpoint;
+  manager?: Endpoint[];
+  statusPort?: number;
+}
+
+withCommonFlags(
+  program
+    .command('agent')
+    .description('run the forwarding agent on a TUN device (packets in batches through the firmware)')
+    .requiredOption('--tun <name>', 'TUN device to attach (created for the lifetime of the process if it does not exist)')
+    .option('--queues <n>', 'queues (IFF_MULTI_QUEUE), one firmware instance and worker thread each', positiveInt, 1)
+    .option('--setup', 'run the ip commands (device addresses and routes, a route per advertised VIP) instead of printing them')
+    .option('--address <cidr>', 'address of the device for --setup, e.g. 10.99.0.1/24 (repeatable, or a comma list)', cidrList)
+    .option('--route <cidr>', 'extra prefix routed into the device for --setup (repeatable, or a comma list)', cidrList)
+    .option('--control <addr:port>', 'control socket address (queue i binds port + i)', endpoint)
+    .option('--manager <addr:port>', 'manager reached by unicast (repeatable, or a comma list; default: agent.managers)', endpointList)
+    .option('--status-port <port>', 'serve /metrics and /status on this port (default: agent.metricsPort; 0 = off)', port),
+).action(async (flags: AgentFlags) => {
+  const config = configFrom(flags);
+  const { runAgentProcess } = await import('./agent/run.ts');
+  await runAgentProcess({
+    config,
+    tun: flags.tun,
+    queues: flags.queues,
+    setup: flags.setup === true,
+    addresses: flags.address ?? [],
+    routes: flags.route ?? [],
+    control: flags.control,
+    managers: flags.manager,
+    statusPort: flags.statusPort,
+    logLevel: flags.logLevel,
+  });
+});
+
 function replayCommand(name: string, description: string): Command {
   return withCommonFlags(
     program

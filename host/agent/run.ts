@@ -1,0 +1,528 @@
+// `wasmlb agent --tun <name>`: the forwarding agent on a router's TUN device. Packets the kernel routes
+// into the device (client → VIP, backend replies) are read in batches straight into the firmware's packet
+// slots, run through it, and what it forwards (rewritten) is written back for the kernel to route on.
+//
+// One queue = one `QueueAgent`: a firmware instance, its ForwardingAgent, a unicast control socket, the
+// wildcard multicast membership and the tick timer. With `--queues N` the device is opened with N queues
+// (IFF_MULTI_QUEUE) and each queue runs its own QueueAgent on its own worker thread (host/agent/tun-worker.ts):
+// nothing is shared between them, so the hot path never crosses threads. Each queue has its own control
+// socket (control port + queue index): a manager answers an interest match to the socket it came from, so
+// every queue learns the fixed affinities of the flows the kernel hashes to it; wildcards reach every queue
+// by multicast (each joins the group) or by unicast to each queue's socket. The main thread only opens the
+// device, keeps the VIP routes, serves metrics/status and logs.
+//
+// Nothing on the host changes silently: without `--setup` the `ip` commands it would run (the device's
+// addresses and routes, and one route per advertised VIP while its wildcard affinity lives) are printed
+// on stdout; with `--setup` they run.
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Worker } from 'node:worker_threads';
+import { u32ToIp, type MessageOf, type ServiceMessage } from '../protocol/index.ts';
+import type { WasmlbConfig } from '../config/index.ts';
+import { securityOf } from '../manager/run.ts';
+import { managerId } from '../manager/manager.ts';
+import { runCommands, tunSetupCommands, VipRoutes } from '../io/netconf.ts';
+import { TunDevice, type TunError, type TunQueue, type TunStats } from '../io/tun.ts';
+import { pumpTun, type TunPump } from '../io/tun-pump.ts';
+import { agentMetrics, agentSnapshotFromFirmware, agentStatus, buildInfo, controlMetrics, createLogger, createRegistry, startStatusServer, securityRejections } from '../ops/index.ts';
+import type { LogLevel, StatusServer } from '../ops/index.ts';
+import { ServiceChannel } from '../transport/channel.ts';
+import { ControlSocket, type Endpoint } from '../transport/udp.ts';
+import { ForwardingAgent, TAKEOVER_NOTICE, type AgentStats } from './agent.ts';
+import { ForwardingFirmware } from './wasm.ts';
+
+export class AgentRunError extends Error {
+  constructor(
+    readonly code: 'BAD_ARGUMENT' | 'WORKER_FAILED' | 'DEVICE_FAILED',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'AgentRunError';
+  }
+}
+
+type EventSink = (event: string, fields: Record<string, unknown>) => void;
+
+/** Announce this agent to the unicast manager list this often (a restarted manager learns it again). */
+const ANNOUNCE_MS = 1000;
+const TICK_MS = 10;
+const VIP_CHECK_MS = 50;
+
+// ---- advertised VIPs ------------------------------------------------------------------------------------
+
+/**
+ * The VIPs advertised by live wildcard affinities, mirrored on the host side from the wildcard updates the
+ * agent receives (the firmware has no listing call): a wildcard with a destination prefix and a destination
+ * port is a VIP (clients → VIP); the return-direction wildcards (backend → any client) are not. An entry
+ * lives for its TTL, goes with TTL 0, and with a takeover notice for its manager.
+ */
+export class AdvertisedVips {
+  private readonly live = new Map<string, { sender: number; prefix: string; expiresMs: number }>();
+
+  onWildcards(msg: MessageOf<'affinity-update-wildcard'>, nowMs: number): void {
+    for (const { affinity: a } of msg.wildcards) {
+      if (a.dstMask === 0 || a.dstPort === 0) continue;
+      const len = popcount(a.dstMask >>> 0);
+      const prefix = `${u32ToIp((a.dstAddr & a.dstMask) >>> 0)}/${len}`;
+      const key = `${msg.sender}|${a.protocol}|${a.srcAddr}/${a.srcMask}|${prefix}:${a.dstPort}`;
+      if (a.ttlMs === 0) this.live.delete(key);
+      else this.live.set(key, { sender: msg.sender, prefix, expiresMs: nowMs + a.ttlMs });
+    }
+  }
+
+  /** Every wildcard of manager `sender` is gone (takeover notice). */
+  dropSender(sender: number): void {
+    for (const [k, v] of this.live) if (v.sender === sender) this.live.delete(k);
+  }
+
+  /** Live VIP prefixes, sorted. */
+  prefixes(nowMs: number): string[] {
+    const out = new Set<string>();
+    for (const [k, v] of this.live) {
+      if (v.expiresMs <= nowMs) this.live.delete(k);
+      else out.add(v.prefix);
+    }
+    return [...out].sort();
+  }
+}
+
+function popcount(v: number): number {
+  let n = 0;
+  for (; v !== 0; v = (v & (v - 1)) >>> 0) n++;
+  return n;
+}
+
+// ---- one queue ------------------------------------------------------------------------------------------
+
+export interface QueueAgentOptions {
+  config: WasmlbConfig;
+  queue: TunQueue;
+  /** Bind address of this queue's unicast control socket (port 0 = any). */
+  control: Endpoint;
+  /** Managers to announce this queue's control socket to (unicast). */
+  managers: readonly Endpoint[];
+  /** Wire identity (sender id) of this queue's control channel. */
+  sender: number;
+  onEvent: EventSink;
+  onVipsChanged: (prefixes: string[]) => void;
+}
+
+/** What a queue reports for metrics and status (structured-clonable, so a worker can post it). */
+export interface QueueSnapshot {
+  index: number;
+  control: Endpoint;
+  counters: Record<string, bigint>;
+  capacities: { fixed: number; wildcards: number };
+  heldPackets: number;
+  agent: AgentStats;
+  tun: TunStats;
+  pump: { batches: number; packets: number };
+  channel: { sent: number; received: number; refused: number; refusedByCode: Record<string, number> };
+  security: { unauthenticated: number; forged: number; wrongKey: number; replayed: number } | null;
+  vips: string[];
+}
+
+export class QueueAgent {
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly vips = new AdvertisedVips();
+  private vipKey = '';
+  private pump: TunPump | null = null;
+
+  private constructor(
+    private readonly opts: QueueAgentOptions,
+    readonly firmware: ForwardingFirmware,
+    readonly agent: ForwardingAgent,
+    readonly channel: ServiceChannel,
+    readonly multicast: ServiceChannel | null,
+    private readonly verifier: ReturnType<typeof securityOf>['verifier'],
+  ) {}
+
+  static async start(opts: QueueAgentOptions): Promise<QueueAgent> {
+    const cfg = opts.config.agent;
+    const fw = await ForwardingFirmware.load({
+      budgetBytes: cfg.firmware.budget,
+      ...(cfg.firmware.fixedCapacity !== undefined ? { fixedCapacity: cfg.firmware.fixedCapacity } : {}),
+      ...(cfg.firmware.wildcardCapacity !== undefined ? { wildcardCapacity: cfg.firmware.wildcardCapacity } : {}),
+    });
+    if (fw.capacities.packetSlot < opts.queue.maxPacket + 1) {
+      throw new AgentRunError('BAD_ARGUMENT', `firmware packet slot ${fw.capacities.packetSlot} B < TUN maxPacket + 1`);
+    }
+    const sec = securityOf(opts.config);
+    const socket = await ControlSocket.open({ bind: opts.control });
+    const channel = new ServiceChannel({ socket, sender: opts.sender, ...sec });
+    let multicast: ServiceChannel | null = null;
+    const mc = cfg.multicast;
+    if (mc.enabled) {
+      const msock = await ControlSocket.open({
+        bind: { address: '0.0.0.0', port: mc.port },
+        multicast: { group: mc.group, interface: mc.interface, ttl: mc.ttl },
+        reuseAddr: true,
+      });
+      multicast = new ServiceChannel({ socket: msock, sender: opts.sender, ...sec });
+    }
+    const now = (): number => Math.floor(performance.now());
+    const agent = new ForwardingAgent({
+      firmware: fw,
+      control: channel,
+      sink: opts.queue,
+      now,
+      holdQueue: { size: cfg.holdQueue.size, deadlineMs: cfg.holdQueue.deadline },
+      onEvent: opts.onEvent,
+    });
+    const qa = new QueueAgent(opts, fw, agent, channel, multicast, sec.verifier);
+    // The agent registered itself as the channels' handler; route through ours to see wildcards pass.
+    channel.onMessage((m, from) => qa.onControl(m, from));
+    multicast?.onMessage((m, from) => qa.onControl(m, from));
+    channel.onRefusal((err, from) => opts.onEvent('refused', { code: err.code, from: `${from.address}:${from.port}` }));
+    qa.begin();
+    return qa;
+  }
+
+  get control(): Endpoint {
+    return this.channel.socket.local;
+  }
+
+  private begin(): void {
+    const now = (): number => Math.floor(performance.now());
+    this.pump = pumpTun(this.opts.queue, this.agent, {
+      onError: (err: TunError) => this.opts.onEvent('device_error', { queue: this.opts.queue.index, code: err.code, message: err.message }),
+    });
+    this.timers.push(setInterval(() => this.agent.tick(), TICK_MS));
+    this.timers.push(setInterval(() => this.checkVips(now()), VIP_CHECK_MS));
+    if (this.opts.managers.length > 0) {
+      this.announce();
+      this.timers.push(setInterval(() => this.announce(), ANNOUNCE_MS));
+    }
+  }
+
+  /**
+   * Tells the unicast manager list where this queue's control socket is: an interest match with an
+   * all-zero identifier and no packet (no VIP matches it, so a manager only learns the sender's address,
+   * as it does from every interest match, and counts it as an unknown flow).
+   */
+  private announce(): void {
+    const identifier = { protocol: 0, srcAddr: 0, dstAddr: 0, srcPort: 0, dstPort: 0, flags: 0, reason: 0 };
+    this.channel.sendMany({ type: 'interest-match-wildcard', identifier, packet: undefined }, this.opts.managers);
+  }
+
+  private onControl(msg: ServiceMessage, from: Endpoint): void {
+    const now = Math.floor(performance.now());
+    if (msg.type === 'affinity-update-wildcard') this.vips.onWildcards(msg, now);
+    const notices = this.agent.stats.takeoverNotices;
+    this.agent.handleMessage(msg, from);
+    if (msg.type === 'heartbeat' && this.agent.stats.takeoverNotices !== notices && msg.identity?.hostName === TAKEOVER_NOTICE) {
+      this.vips.dropSender(msg.identity.addr >>> 0);
+    }
+    if (msg.type === 'affinity-update-wildcard' || msg.type === 'heartbeat') this.checkVips(now);
+  }
+
+  private checkVips(now: number): void {
+    const list = this.vips.prefixes(now);
+    const key = list.join(',');
+    if (key === this.vipKey) return;
+    this.vipKey = key;
+    this.opts.onVipsChanged(list);
+  }
+
+  snapshot(): QueueSnapshot {
+    const fw = this.firmware;
+    return {
+      index: this.opts.queue.index,
+      control: this.control,
+      counters: fw.counters(),
+      capacities: { fixed: fw.capacities.fixed, wildcards: fw.capacities.wildcards },
+      heldPackets: this.agent.hold.size,
+      agent: { ...this.agent.stats },
+      tun: { ...this.opts.queue.stats },
+      pump: { ...(this.pump?.stats ?? { batches: 0, packets: 0 }) },
+      channel: { ...this.channel.stats, refusedByCode: { ...this.channel.stats.refusedByCode } },
+      security: this.verifier ? { ...this.verifier.counters } : null,
+      vips: this.vips.prefixes(Math.floor(performance.now())),
+    };
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers.length = 0;
+    this.pump?.stop();
+    this.pump = null;
+    this.channel.socket.flush();
+    await this.channel.close();
+    await this.multicast?.close();
+    this.opts.queue.close();
+  }
+}
+
+// ---- the process ----------------------------------------------------------------------------------------
+
+export interface AgentRunOptions {
+  config: WasmlbConfig;
+  /** TUN device name (attached if it exists, e.g. persistent; else created for the process's lifetime). */
+  tun: string;
+  /** Queues (IFF_MULTI_QUEUE when > 1), one firmware instance and worker thread each. */
+  queues: number;
+  /** Run the `ip` commands instead of printing them. */
+  setup: boolean;
+  /** Addresses of the device (CIDR), for the setup commands. */
+  addresses: readonly string[];
+  /** Prefixes routed into the device besides the VIPs (CIDR). */
+  routes: readonly string[];
+  /** Control socket bind (overrides agent.control); queue i binds port + i (port 0: any). */
+  control?: Endpoint | undefined;
+  /** Unicast manager list (overrides agent.managers). */
+  managers?: readonly Endpoint[] | undefined;
+  /** Metrics/status port (overrides agent.metricsPort); 0 = off. */
+  statusPort?: number | undefined;
+  logLevel: LogLevel;
+  /** Where the `ip` command lines go without --setup; default stdout. */
+  print?: (line: string) => void;
+}
+
+export interface RunningAgent {
+  readonly device: TunDevice;
+  readonly controls: Endpoint[];
+  readonly statusUrl: string | null;
+  snapshot(): QueueSnapshot[];
+  stop(): Promise<void>;
+}
+
+/** A queue run in this thread or on a worker: the same surface to the main thread. */
+interface QueueHandle {
+  control: Endpoint;
+  snapshot(): QueueSnapshot | null;
+  stop(): Promise<void>;
+}
+
+const WORKER_BOOT = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))})
+  .then((m) => { m.register(); return import(${JSON.stringify(new URL('./tun-worker.ts', import.meta.url).href)}); })`;
+
+/** What the main thread sends a queue worker at start (workerData). */
+export interface QueueWorkerJob {
+  fd: number;
+  index: number;
+  maxPacket: number;
+  config: WasmlbConfig;
+  control: Endpoint;
+  managers: Endpoint[];
+  sender: number;
+}
+
+/** Messages a queue worker posts to the main thread. */
+export type QueueWorkerMessage =
+  | { type: 'ready'; control: Endpoint }
+  | { type: 'failed'; message: string }
+  | { type: 'event'; event: string; fields: Record<string, unknown> }
+  | { type: 'vips'; prefixes: string[] }
+  | { type: 'snapshot'; snapshot: QueueSnapshot }
+  | { type: 'stopped' };
+
+function startWorker(job: QueueWorkerJob, onEvent: EventSink, onVips: (p: string[]) => void): Promise<QueueHandle> {
+  const w = new Worker(WORKER_BOOT, { eval: true, workerData: job });
+  let latest: QueueSnapshot | null = null;
+  let stopped: (() => void) | null = null;
+  return new Promise((resolve, reject) => {
+    w.on('message', (m: QueueWorkerMessage) => {
+      switch (m.type) {
+        case 'ready':
+          resolve({
+            control: m.control,
+            snapshot: () => latest,
+            stop: () =>
+              new Promise<void>((done) => {
+                stopped = done;
+                const t = setTimeout(() => void w.terminate().then(() => done()), 2000);
+                t.unref();
+                w.postMessage({ type: 'stop' });
+              }),
+          });
+          break;
+        case 'failed':
+          reject(new AgentRunError('WORKER_FAILED', `queue ${job.index}: ${m.message}`));
+          break;
+        case 'event':
+          onEvent(m.event, { queue: job.index, ...m.fields });
+          break;
+        case 'vips':
+          onVips(m.prefixes);
+          break;
+        case 'snapshot':
+          latest = m.snapshot;
+          break;
+        case 'stopped':
+          stopped?.();
+          break;
+      }
+    });
+    w.once('error', (err) => {
+      onEvent('worker_error', { queue: job.index, message: err.message });
+      reject(new AgentRunError('WORKER_FAILED', `queue ${job.index}: ${err.message}`));
+    });
+  });
+}
+
+/** The wire identity of queue `index` of this host's agent on `tun`. */
+export function agentSender(tun: string, index: number): number {
+  return managerId(`agent:${hostname()}:${tun}:${index}`);
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Starts the agent on the TUN device; resolves once every queue is ready ("ready" logged). */
+export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
+  if (!Number.isInteger(opts.queues) || opts.queues < 1 || opts.queues > 64) {
+    throw new AgentRunError('BAD_ARGUMENT', `--queues must be 1..64, got ${opts.queues}`);
+  }
+  const config = opts.config;
+  const log = createLogger({ level: opts.logLevel, name: 'wasmlb-agent', destination: 2, bindings: { tun: opts.tun } });
+  const print = opts.print ?? ((line: string) => process.stdout.write(line + '\n'));
+  const onEvent: EventSink = (event, fields) => log.info({ event, ...fields });
+
+  const device = TunDevice.open(opts.tun, { queues: opts.queues });
+  const netconf = (lines: string[], what: string): void => {
+    if (lines.length === 0) return;
+    if (!opts.setup) {
+      print(`# ${what} (run these, or start the agent with --setup):`);
+      for (const l of lines) print(l);
+    }
+    log.info({ event: 'netconf', what, applied: opts.setup, commands: lines });
+  };
+  const vipRoutes = new VipRoutes(device.name, { apply: opts.setup });
+  const controls: Endpoint[] = [];
+  const handles: QueueHandle[] = [];
+  try {
+    netconf(
+      runCommands(tunSetupCommands({ device: device.name, addresses: opts.addresses, routes: opts.routes, disableIpv6: true }), { dryRun: !opts.setup }),
+      `device ${device.name}`,
+    );
+    const vipsByQueue: string[][] = Array.from({ length: opts.queues }, () => []);
+    const onVips = (index: number, prefixes: string[]): void => {
+      vipsByQueue[index] = prefixes;
+      const union = [...new Set(vipsByQueue.flat())];
+      const lines = vipRoutes.update(union);
+      if (lines.length > 0) {
+        netconf(lines, 'VIP routes');
+        log.info({ event: 'vips', vips: vipRoutes.routed() });
+      }
+    };
+    const base = opts.control ?? config.agent.control;
+    const managers = [...(opts.managers ?? config.agent.managers)];
+    const bindOf = (i: number): Endpoint => ({ address: base.address, port: base.port === 0 ? 0 : base.port + i });
+    if (opts.queues === 1) {
+      const q = await QueueAgent.start({
+        config,
+        queue: device.queues[0]!,
+        control: bindOf(0),
+        managers,
+        sender: agentSender(device.name, 0),
+        onEvent,
+        onVipsChanged: (p) => onVips(0, p),
+      });
+      handles.push({ control: q.control, snapshot: () => q.snapshot(), stop: () => q.stop() });
+    } else {
+      const started = await Promise.allSettled(
+        device.queues.map((q, i) =>
+          startWorker(
+            { fd: q.fd, index: i, maxPacket: q.maxPacket, config, control: bindOf(i), managers, sender: agentSender(device.name, i) },
+            onEvent,
+            (p) => onVips(i, p),
+          ),
+        ),
+      );
+      for (const s of started) if (s.status === 'fulfilled') handles.push(s.value);
+      const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
+    for (const h of handles) controls.push(h.control);
+  } catch (err) {
+    await Promise.all(handles.map((h) => h.stop()));
+    device.close();
+    throw err;
+  }
+
+  const snapshot = (): QueueSnapshot[] => handles.map((h) => h.snapshot()).filter((s): s is QueueSnapshot => s !== null);
+  const sum = <K extends 'counters'>(key: K): Record<string, bigint> => {
+    const out: Record<string, bigint> = {};
+    for (const s of snapshot()) for (const [k, v] of Object.entries(s[key])) out[k] = (out[k] ?? 0n) + v;
+    return out;
+  };
+  let status: StatusServer | null = null;
+  const port = opts.statusPort ?? config.agent.metricsPort;
+  const ver = version();
+  if (port > 0) {
+    const registry = createRegistry({ processMetrics: true });
+    buildInfo(registry, { version: ver, role: 'agent' });
+    const snap = (): ReturnType<typeof agentSnapshotFromFirmware> => {
+      const all = snapshot();
+      const held = all.reduce((a, s) => a + s.heldPackets, 0);
+      const first = all[0];
+      const caps = first ? { fixed: first.capacities.fixed * all.length, wildcards: first.capacities.wildcards } : { fixed: 0, wildcards: 0 };
+      const agent = all.reduce((a, s) => ({ overflow: a.overflow + s.agent.holdOverflow, expired: a.expired + s.agent.holdExpired }), { overflow: 0, expired: 0 });
+      return agentSnapshotFromFirmware(sum('counters'), caps, { heldPackets: held, drops: { hold_overflow: agent.overflow } });
+    };
+    agentMetrics(registry, snap);
+    controlMetrics(registry, () => {
+      const all = snapshot();
+      const sent = all.reduce((a, s) => a + s.channel.sent, 0);
+      const received = all.reduce((a, s) => a + s.channel.received, 0);
+      const rejected: Record<string, number> = {};
+      for (const s of all) {
+        if (s.security) for (const [k, v] of Object.entries(securityRejections(s.security))) rejected[k] = (rejected[k] ?? 0) + Number(v);
+      }
+      return { sent: { all: sent }, received: { all: received }, rejected };
+    });
+    status = await startStatusServer({
+      port,
+      registry,
+      status: () => agentStatus(snap(), { name: `agent ${device.name}`, version: ver }),
+    });
+  }
+
+  log.info({
+    event: 'ready',
+    tun: device.name,
+    queues: opts.queues,
+    multiQueue: device.multiQueue,
+    control: controls[0],
+    controls,
+    multicast: config.agent.multicast.enabled ? `${config.agent.multicast.group}:${config.agent.multicast.port}` : null,
+    managers: opts.managers ?? config.agent.managers,
+    setup: opts.setup,
+    status: status?.url ?? null,
+  });
+
+  let stopping: Promise<void> | null = null;
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      const final = snapshot();
+      await Promise.all(handles.map((h) => h.stop()));
+      netconf(vipRoutes.clear(), 'VIP routes removed');
+      device.close();
+      await status?.close();
+      log.info({
+        event: 'stopped',
+        queues: final.map((s) => ({ index: s.index, tun: s.tun, pump: s.pump, agent: s.agent })),
+      });
+    })());
+  return { device, controls, statusUrl: status?.url ?? null, snapshot, stop };
+}
+
+/** `wasmlb agent`: runs until SIGTERM/SIGINT, then stops cleanly and exits 0. */
+export async function runAgentProcess(opts: AgentRunOptions): Promise<void> {
+  const agent = await runAgent(opts);
+  const shutdown = (): void => {
+    void agent.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+}
+
