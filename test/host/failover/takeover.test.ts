@@ -1,0 +1,152 @@
+// Kill -9 of the primary under load, and the old primary coming back: real manager processes, a real
+// agent (firmware + UDP) in this process.
+import { afterEach, describe, expect, it } from 'vitest';
+import { managerId } from '../../../host/manager/manager.ts';
+import { killAll } from '../../support/process.ts';
+import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent } from './harness.ts';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  await killAll();
+  for (const c of cleanups.splice(0)) await c();
+});
+
+describe('failover: kill -9 of the primary', () => {
+  it('keeps every flow on its backend, loses no packet of an established flow, and serves new flows after takeover', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+
+    const established = await openFlows(agent, '10.1', 300);
+    const before = agent.backendMap();
+    expect(before.size).toBe(300);
+    // The backup mirrors every one of them (same key, same backend).
+    await statsWhere(b, (s) => s.flows === 300 && s.digest === agent.digestOf());
+
+    // Load: a data packet on every established flow each 10 ms, across the kill.
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        for (const k of established) {
+          const f = agent.flows.get(k)!;
+          const [ip, port] = k.split(':').map(Number) as [number, number];
+          agent.send(`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port);
+          void f;
+        }
+        await sleep(10);
+      }
+    })();
+    await sleep(100);
+    a.proc.kill('SIGKILL');
+    const killedAt = performance.now();
+    const takeover = await b.proc.waitForEvent('takeover', 5000);
+    expect(takeover['replaced']).toEqual(['mgr-a']);
+    expect(takeover['epoch']).toBeGreaterThan(1);
+    // The agent applied the takeover notice naming the dead primary.
+    const deadline = performance.now() + 2000;
+    while (agent.notices.length === 0 && performance.now() < deadline) await sleep(5);
+    expect(agent.notices[0]?.replaced).toBe(managerId('mgr-a'));
+    expect(agent.notices[0]!.at).toBeGreaterThan(killedAt);
+    await sleep(300);
+    stop = true;
+    await load;
+    // Packets sent to the dead primary before the notice (none expected for established flows) are asked again.
+    agent.retryUnanswered();
+    await agent.settle();
+
+    for (const k of established) {
+      const f = agent.flows.get(k)!;
+      // Every packet forwarded (no loss), every one to the backend the primary picked (no move).
+      expect(f.backends.length).toBe(f.sent);
+      expect(new Set(f.backends)).toEqual(new Set([before.get(k)]));
+    }
+
+    // New flows after the takeover are answered by the backup.
+    const fresh = await openFlows(agent, '10.2', 50);
+    for (const k of fresh) expect(agent.flows.get(k)!.backends.length).toBe(1);
+    await statsWhere(b, (s) => s.role === 'primary' && s.flows === 350);
+  });
+
+  it('the old primary comes back as backup (no split brain), resyncs, and with preempt takes over again without moving flows', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary', preempt: true },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+    await openFlows(agent, '10.1', 100);
+    await statsWhere(b, (s) => s.flows === 100);
+    a.proc.kill('SIGKILL');
+    await b.proc.waitForEvent('takeover', 5000);
+    await agent.waitNotice();
+    await openFlows(agent, '10.2', 50);
+    const before = agent.backendMap();
+    expect(before.size).toBe(150);
+
+    // mgr-a restarts (configured primary, precedence 200 > 100): it hears mgr-b answering and stays
+    // backup until its resync is complete; only then does it preempt (takeover.preempt: true).
+    const a2 = await startManager(cfg.file, 'mgr-a', agent.endpoint, [b.control]);
+    const roleEvent = await a2.proc.waitFor((e) => e.event === 'role' || e.event === 'takeover');
+    expect(roleEvent['role']).toBe('backup');
+    const resync = await a2.proc.waitForEvent('resync-complete');
+    expect(resync['stored']).toBe(150);
+    const preempt = await a2.proc.waitForEvent('takeover', 5000);
+    expect(preempt['reason']).toBe('preempt');
+    expect(preempt['epoch']).toBeGreaterThan(2);
+    // mgr-b steps down: exactly one primary.
+    await b.proc.waitForEvent('step-down', 5000);
+    await statsWhere(b, (s) => s.role === 'backup');
+    await statsWhere(a2, (s) => s.role === 'primary' && s.flows === 150);
+
+    // Every flow still on its backend; packets keep flowing; new flows go to mgr-a.
+    for (const [k] of before) {
+      const [ip, port] = k.split(':').map(Number) as [number, number];
+      agent.send(`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port);
+    }
+    await agent.settle();
+    for (const [k, backend] of before) expect(new Set(agent.flows.get(k)!.backends)).toEqual(new Set([backend]));
+    await openFlows(agent, '10.3', 20);
+    await statsWhere(a2, (s) => s.flows === 170);
+    await statsWhere(b, (s) => s.flows === 170); // mgr-b mirrors mgr-a now
+  });
+
+  it('without preempt the returning primary stays backup', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+    await openFlows(agent, '10.1', 40);
+    a.proc.kill('SIGKILL');
+    await b.proc.waitForEvent('takeover', 5000);
+    const a2 = await startManager(cfg.file, 'mgr-a', agent.endpoint, [b.control]);
+    await a2.proc.waitForEvent('resync-complete');
+    await sleep(400);
+    expect(a2.proc.events.some((e) => e.event === 'takeover')).toBe(false);
+    await statsWhere(a2, (s) => s.role === 'backup' && s.flows === 40);
+    await statsWhere(b, (s) => s.role === 'primary');
+    // New flows are answered (by mgr-b) although mgr-a's configured precedence is higher.
+    const fresh = await openFlows(agent, '10.2', 10);
+    for (const k of fresh) expect(agent.flows.get(k)!.backends.length).toBe(1);
+    await statsWhere(a2, (s) => s.flows === 50);
+  });
+});
