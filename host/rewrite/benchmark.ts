@@ -39,6 +39,10 @@ export async function benchRewrite(opts: { quick: boolean; repeats?: number; tcp
     for (const engine of ['firmware', 'reference'] as const) {
       rows.push({ name: `rewrite --dnat ${label} (${engine})`, mpps: await best(async () => (await rewriteFile(input, output, rules, { engine })).mpps) });
     }
+    rows.push({
+      name: `rewrite --dnat ${label} (firmware, --trust-checksums)`,
+      mpps: await best(async () => (await rewriteFile(input, output, rules, { engine: 'firmware', trustChecksums: true })).mpps),
+    });
     if (opts.tcprewrite ?? true) {
       const t = await best(async () => {
         const t0 = performance.now();

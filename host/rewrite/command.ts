@@ -11,6 +11,7 @@ import { rewriteFile, type RewriteEngine, type RewriteSummary } from './rewrite.
 
 export interface RewriteCommandOptions extends RuleOptions {
   engine?: RewriteEngine;
+  trustChecksums?: boolean;
   json?: boolean;
   /** Show a progress bar (default: when stderr is a terminal). */
   progress?: boolean;
@@ -29,6 +30,7 @@ export async function runRewrite(input: string, output: string, o: RewriteComman
   try {
     summary = await rewriteFile(input, output, rules, {
       engine: o.engine ?? 'auto',
+      trustChecksums: o.trustChecksums ?? false,
       onProgress: (p) => bar?.update(p.bytesRead, { packets: p.packets }),
     });
     bar?.update(size, { packets: summary.packetsIn });
@@ -60,6 +62,7 @@ export function addRewriteCommand(program: Command): Command {
     .option('-D, --dstipmap <CIDR:CIDR,…>', "tcprewrite's destination address map", collect)
     .option('-C, --fixcsum', 'also recompute IPv6 TCP/UDP checksums (IPv4 ones always are, as in tcprewrite)')
     .addOption(new Option('--engine <engine>', 'firmware: wildcard affinities in wasm; reference: TypeScript').choices(['auto', 'firmware', 'reference']).default('auto'))
+    .option('--trust-checksums', 'firmware engine: do not verify input checksums (faster; a wrong one stays wrong where tcprewrite corrects it)')
     .option('--json', 'print the summary as one JSON object')
     .action(async (input: string, output: string, o: RewriteCommandOptions) => {
       try {

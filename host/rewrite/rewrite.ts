@@ -23,6 +23,8 @@ export interface RewriteOptions {
    * 'reference': the TypeScript reference rewriter; 'auto' (default): firmware when the rules allow.
    */
   engine?: RewriteEngine;
+  /** Firmware engine: skip the checksum verification (see FirmwareRewriterOptions). */
+  trustChecksums?: boolean;
   /** A ready batch rewriter (tests); overrides `engine`. */
   rewriter?: BatchRewriter;
 }
@@ -85,7 +87,7 @@ export async function rewriteFile(inPath: string, outPath: string, rules: Rewrit
     const want = opts.engine ?? 'auto';
     const plan = planWildcards(rules);
     if (want === 'firmware' || (want === 'auto' && plan.unsupported.length === 0 && hasRules(rules))) {
-      fw = await loadFirmwareRewriter(rules);
+      fw = await loadFirmwareRewriter(rules, {}, { verifyChecksums: !(opts.trustChecksums ?? false) });
       rewriter = fw;
       engine = 'firmware';
     } else {

@@ -60,6 +60,22 @@ describe('firmware engine', () => {
     expect(left.length).toBe(0);
   });
 
+  it('--trust-checksums: a wrong checksum stays wrong (only that), where the verified path corrects it', async () => {
+    const input = join(dir, 'bad.pcap');
+    const good = tcpPacket({}, { src: 0x0a010203, dst: 0x0a000064 }, { sport: 5000, dport: 80, flags: TCP_ACK });
+    const bad = tcpPacket({}, { src: 0x0a010204, dst: 0x0a000064, badL4Checksum: true }, { sport: 5001, dport: 80, flags: TCP_ACK });
+    writeFileSync(input, encodePcap({ linkType: 1 }, [good, bad].map((data, i) => ({ data, tsSec: i, tsNsec: 0 }))));
+    const rules = parseRules({ dnat: ['10.0.0.100:80=192.168.1.10:8080'] });
+    const verified = await rewriteFile(input, join(dir, 'v.pcap'), rules, { engine: 'firmware' });
+    const trusted = await rewriteFile(input, join(dir, 't.pcap'), rules, { engine: 'firmware', trustChecksums: true });
+    expect([verified.firmwarePackets, verified.referencePackets]).toEqual([1, 1]);
+    expect([trusted.firmwarePackets, trusted.referencePackets]).toEqual([2, 0]);
+    const v = readCapture(join(dir, 'v.pcap')).packets, t = readCapture(join(dir, 't.pcap')).packets;
+    expect(t[0]!.data.equals(v[0]!.data)).toBe(true);
+    const diff = [...t[1]!.data].flatMap((x, i) => (x !== v[1]!.data[i] ? [i] : []));
+    expect(diff).toEqual([14 + 20 + 17]); // the low byte of the TCP checksum, off by the input's one
+  });
+
   it("'auto' picks the firmware when it can and says why not otherwise", async () => {
     const input = join(dir, 'small.pcap');
     writeFileSync(input, encodePcap({ linkType: 1 }, demoPackets({ flows: 5 }).packets));
