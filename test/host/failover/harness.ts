@@ -256,6 +256,9 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 /** Opens `n` flows from clients in `prefix` (e.g. "10.1") and waits until each has its backend. */
 export async function openFlows(agent: TestAgent, prefix: string, n: number, firstPort = 20000): Promise<string[]> {
   const keys: string[] = [];
+  // Until a manager's wildcards are installed the agent forwards new flows untouched.
+  const end = performance.now() + 3000;
+  while (agent.agent.stats.wildcardsInstalled === 0 && performance.now() < end) await sleep(5);
   for (let i = 0; i < n; i++) {
     const ip = `${prefix}.${Math.floor(i / 250)}.${(i % 250) + 1}`;
     agent.send(ip, firstPort + (i % 1000), true);
