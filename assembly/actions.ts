@@ -5,6 +5,7 @@
 
 import { Counter, bump } from './counters';
 import { csumApply, delta16, delta32 } from './checksum';
+import { swap32 } from './bytes';
 import { INFO_SIZE, INFO_SLOTS, I_ADDR, I_BYTES, I_PACKETS, I_USED, infoBase } from './layout';
 
 export const PROTO_TCP: u32 = 6;
@@ -61,9 +62,9 @@ export const PROTO_UDP: u32 = 17;
 // @ts-ignore: decorator
 @inline function adjust32(q: usize, init: u32, delta: u32, odd: bool): u32 {
   const raw = load<u32>(q);
-  const v = bswap<u32>(raw);
+  const v = swap32(raw);
   if (<i32>(v - init) < 0) return 0;
-  const nraw = bswap<u32>(v + delta);
+  const nraw = swap32(v + delta);
   store<u32>(q, nraw);
   let d = fold(delta32(raw, nraw));
   if (odd) d = ((d & 0xff) << 8) | (d >>> 8);

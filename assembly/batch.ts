@@ -6,6 +6,7 @@
 
 import { Counter, bump, bumpBy } from './counters';
 import { hashKey, reduce } from './hash';
+import { swap16, swap32 } from './bytes';
 import {
   ACT_DISPATCH, ACT_DROP, ACT_INFO, ACT_INTEREST_COPY, ACT_INTEREST_DATA, ACT_INTEREST_HOLD, ACT_NAT_ANY,
   ACT_NAT_DST, ACT_NAT_DST_ADDR, ACT_NAT_DST_PORT, ACT_NAT_SRC, ACT_NAT_SRC_ADDR, ACT_NAT_SRC_PORT,
@@ -99,7 +100,7 @@ const BIT_ALL: u32 = 1 << 15;
   let hop = load<u32>(p, 16); // destination after NAT
   if ((FEATURES & CAP_DISPATCH) && (actions & ACT_DISPATCH)) {
     hop = fwd;
-    store<u32>(d, bswap<u32>(fwd), D_NEXT_HOP);
+    store<u32>(d, swap32(fwd), D_NEXT_HOP);
     bump(Counter.DISPATCHED);
   }
   if ((FEATURES & CAP_INFO) && (actions & ACT_INFO)) infoCount(hop, tot);
@@ -186,13 +187,13 @@ export function processBatch(count: u32, now: u32): void {
       drop(d, R_IHL, Counter.MALFORMED_IHL);
       continue;
     }
-    const tot = <u32>bswap<u16>(load<u16>(p, 2));
+    const tot = swap16(<u32>load<u16>(p, 2));
     if (tot > len || tot < ihl) {
       drop(d, R_TOTAL_LENGTH, Counter.MALFORMED_TOTAL_LENGTH);
       continue;
     }
     bumpBy(Counter.BYTES, tot);
-    const fragw = <u32>bswap<u16>(load<u16>(p, 6));
+    const fragw = swap16(<u32>load<u16>(p, 6));
     const fragOff = fragw & 0x1fff;
     const proto = <u32>load<u8>(p, 9);
     const l4 = p + <usize>ihl;
@@ -253,7 +254,7 @@ export function processBatch(count: u32, now: u32): void {
     if (!(st & S_OK)) continue;
     const p = pktBase + <usize>load<u32>(d, D_OFFSET);
     const ihl = (<u32>load<u8>(p) & 15) << 2;
-    const tot = <u32>bswap<u16>(load<u16>(p, 2));
+    const tot = swap16(<u32>load<u16>(p, 2));
     const proto = <u32>load<u8>(p, 9);
     const saddr = load<u32>(p, 12);
     const daddr = load<u32>(p, 16);
