@@ -267,7 +267,7 @@ export interface AgentRunOptions {
   addresses: readonly string[];
   /** Prefixes routed into the device besides the VIPs (CIDR). */
   routes: readonly string[];
-  /** Control socket bind (overrides agent.control); queue i binds port + i (port 0: any). */
+  /** Control socket bind (overrides agent.control); queue i binds port + i, skipping the multicast port (port 0: any). */
   control?: Endpoint | undefined;
   /** Unicast manager list (overrides agent.managers). */
   managers?: readonly Endpoint[] | undefined;
@@ -413,7 +413,14 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     };
     const base = opts.control ?? config.agent.control;
     const managers = [...(opts.managers ?? config.agent.managers)];
-    const bindOf = (i: number): Endpoint => ({ address: base.address, port: base.port === 0 ? 0 : base.port + i });
+    // Queue i binds the i-th port from the control port on, skipping the multicast port (the defaults
+    // 7400 and 7401 are neighbours); port 0 lets every queue take any free port.
+    const mc = config.agent.multicast;
+    const ports: number[] = [];
+    for (let p = base.port; base.port !== 0 && ports.length < opts.queues && p <= 65535; p++) {
+      if (!(mc.enabled && p === mc.port)) ports.push(p);
+    }
+    const bindOf = (i: number): Endpoint => ({ address: base.address, port: base.port === 0 ? 0 : ports[i]! });
     if (opts.queues === 1) {
       const q = await QueueAgent.start({
         config,
