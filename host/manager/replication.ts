@@ -31,6 +31,8 @@ export const ReplicationFlag = { Closing: 0x0100, Dispatch: 0x0200 } as const;
 export const RESYNC_WINDOW = 64;
 /** Entries per resync-data message (≈ 40 bytes each: well inside one datagram). */
 export const RESYNC_BATCH = 512;
+/** How long a backup remembers a removal's version (well above any resend or reordering delay). */
+const TOMBSTONE_MS = 10_000;
 /** Replication batches in flight to one peer before the oldest is forgotten (the refresh heals it). */
 const MAX_IN_FLIGHT = 4096;
 
@@ -406,6 +408,8 @@ export class ReplicationReceiver {
   private readonly domains: Array<[number, number]>;
   private readonly ownerNames = new Map<number, string>();
   private readonly pendingAcks = new Map<string, { to: Endpoint; seqs: number[] }>();
+  private readonly tombstones = new Map<string, { version: number; at: number }>();
+  private tombstonesPrunedAt = 0;
   private ackScheduled = false;
   /** Resync in progress (the id this manager asked for) and entries received for it. */
   private resync: { id: number; received: number } | null = null;
@@ -462,6 +466,11 @@ export class ReplicationReceiver {
 
   private apply(entries: readonly ReplicationEntry[], version: number): void {
     const store = this.manager.store;
+    const t = performance.now();
+    if (this.tombstones.size > 0 && t - this.tombstonesPrunedAt > TOMBSTONE_MS) {
+      this.tombstonesPrunedAt = t;
+      for (const [k, v] of this.tombstones) if (t - v.at > TOMBSTONE_MS) this.tombstones.delete(k);
+    }
     for (const e of entries) {
       this.stats.entries++;
       const a = e.affinity;
@@ -485,6 +494,18 @@ export class ReplicationReceiver {
       };
       const key = { proto: a.protocol, srcIp: a.srcAddr, srcPort: a.srcPort, dstIp: a.dstAddr, dstPort: a.dstPort };
       const before = store.lookup(key);
+      // A removal leaves no record in the store: remember its version for a while, so an older
+      // message arriving late cannot bring the flow back.
+      const tk = `${a.protocol}/${a.srcAddr}:${a.srcPort}>${a.dstAddr}:${a.dstPort}`;
+      const tomb = this.tombstones.get(tk);
+      if (tomb !== undefined) {
+        if (tomb.version > version) {
+          this.stats.stale++;
+          continue;
+        }
+        this.tombstones.delete(tk);
+      }
+      if (e.remainingMs <= 0) this.tombstones.set(tk, { version, at: t });
       const outcome = store.upsertReplicated(entry, e.remainingMs);
       if (outcome === 'stale') this.stats.stale++;
       else if (outcome === 'removed') {
