@@ -401,11 +401,15 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       runCommands(tunSetupCommands({ device: device.name, addresses: opts.addresses, routes: opts.routes, disableIpv6: true }), { dryRun: !opts.setup }),
       `device ${device.name}`,
     );
+    // A VIP is routed into the device only while every queue holds its wildcard: the kernel hashes flows
+    // over the queues, and a queue without the wildcard would forward the VIP's packets untouched (back
+    // into the device, round and round until the TTL runs out).
     const vipsByQueue: string[][] = Array.from({ length: opts.queues }, () => []);
     const onVips = (index: number, prefixes: string[]): void => {
       vipsByQueue[index] = prefixes;
-      const union = [...new Set(vipsByQueue.flat())];
-      const lines = vipRoutes.update(union);
+      if (opts.queues > 1) log.info({ event: 'queue_vips', queue: index, vips: prefixes });
+      const everywhere = vipsByQueue[0]!.filter((v) => vipsByQueue.every((q) => q.includes(v)));
+      const lines = vipRoutes.update(everywhere);
       if (lines.length > 0) {
         netconf(lines, 'VIP routes');
         log.info({ event: 'vips', vips: vipRoutes.routed() });

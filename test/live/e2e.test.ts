@@ -139,18 +139,21 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     expect(Array.isArray(stopped['queues'])).toBe(true);
     expect(routes(topo)).not.toMatch(new RegExp(`^${topo.vip.replace(/\./g, '\\.')} dev`, 'm'));
 
-    agent = await startAgent(['--queues', '2']);
+    // This time the agent also announces its queues to the managers by unicast (--manager).
+    agent = await startAgent(['--queues', '2', '--manager', '127.0.0.1:7501,127.0.0.1:7502']);
     expect(agent.events.find((e) => e.event === 'ready')).toMatchObject({
       queues: 2,
       multiQueue: true,
       controls: [{ address: '127.0.0.1', port: 7400 }, { address: '127.0.0.1', port: 7402 }],
     });
+    // Routed only once both queues hold the VIP's wildcard.
     await agent.waitFor((e) => e.event === 'vips' && Array.isArray(e['vips']) && e['vips'].includes(`${topo.vip}/32`), 10_000);
+    expect(agent.events.filter((e) => e.event === 'queue_vips').map((e) => e['queue']).sort()).toEqual([0, 1]);
     const results: HttpOutcome[] = [];
     for (let round = 0; round < 5; round++) {
       results.push(...(await Promise.all(Array.from({ length: 20 }, () => client.get(`${base()}/`, { timeoutMs: 5000 }).result))));
     }
-    if (results.some((r) => !r.ok)) console.log('DEBUG', routes(topo), spawnSync('ip', ['-n', topo.netns.router, 'link'], { encoding: 'utf8' }).stdout, agent.stderr.slice(-3000), backup.stderr.slice(-2000));
+    if (results.some((r) => !r.ok)) console.log('diagnostics:', routes(topo), agent.stderr.slice(-3000), backup.stderr.slice(-2000));
     expect(results.filter((r) => !r.ok || r.status !== 200)).toEqual([]);
     const big = await client.get(`${base()}/big`, { timeoutMs: 60_000 }).result;
     expect(big).toMatchObject({ ok: true, bytes: BIG_FILE_BYTES });
