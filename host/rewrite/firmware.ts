@@ -195,7 +195,15 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
         for (let k = 0; k < n; k++) {
           const v = dbytes[k * 32 + 12]!;
           if (v === VerdictCode.FORWARD) {
-            if (dbytes[k * 32 + 14]! & 8) rewritten++;
+            if (dbytes[k * 32 + 14]! & 8) {
+              rewritten++;
+              // the firmware writes a UDP result of 0 as 0xffff (RFC 768); tcprewrite's recompute writes 0
+              const p = du32[k * 8]!;
+              if (region[p + 9] === 17 && region[p + 26] === 0xff && region[p + 27] === 0xff) {
+                region[p + 26] = 0;
+                region[p + 27] = 0;
+              }
+            }
             stats.firmware++;
           } else {
             toReference.push(slotOf[k]!); // dropped or diverted: the bytes are as read

@@ -8,7 +8,7 @@ import { encodePcap, readCapture } from '../../../host/pcap/index.ts';
 import { parseRules } from '../../../host/rewrite/rules.ts';
 import { rewriteFile } from '../../../host/rewrite/rewrite.ts';
 import { planWildcards } from '../../../host/rewrite/firmware.ts';
-import { TCP_ACK, tcpPacket } from '../../../host/pcap/packets.ts';
+import { TCP_ACK, tcpPacket, udpPacket } from '../../../host/pcap/packets.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -74,6 +74,30 @@ describe('firmware engine', () => {
     expect(t[0]!.data.equals(v[0]!.data)).toBe(true);
     const diff = [...t[1]!.data].flatMap((x, i) => (x !== v[1]!.data[i] ? [i] : []));
     expect(diff).toEqual([14 + 20 + 17]); // the low byte of the TCP checksum, off by the input's one
+  });
+
+  it('a UDP checksum that becomes 0 is written as 0x0000, as tcprewrite does (the firmware writes 0xffff)', async () => {
+    // build the rewritten datagram with a true checksum of 0, then the original it comes from
+    const payload = Buffer.alloc(8, 0x11);
+    const post = udpPacket({}, { src: 0x0a010203, dst: 0xc0a8010a }, { sport: 5000, dport: 8080, payload });
+    const ip = 14;
+    let s = 0;
+    for (let k = ip + 12; k < post.length; k += 2) if (k !== ip + 26 && k !== post.length - 2) s += post.readUInt16BE(k);
+    s += 17 + 16;
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    payload.writeUInt16BE(0xffff - s, 6);
+    const pre = udpPacket({}, { src: 0x0a010203, dst: 0x0a000064 }, { sport: 5000, dport: 80, payload });
+    const input = join(dir, 'udp0.pcap');
+    writeFileSync(input, encodePcap({ linkType: 1 }, [{ data: pre, tsSec: 0, tsNsec: 0 }]));
+    const rules = parseRules({ dnat: ['10.0.0.100:80=192.168.1.10:8080'] });
+    for (const engine of ['firmware', 'reference'] as const) {
+      const out = join(dir, `udp0-${engine}.pcap`);
+      const sum = await rewriteFile(input, out, rules, { engine });
+      const p = readCapture(out).packets[0]!;
+      expect(p.data.readUInt32BE(ip + 16)).toBe(0xc0a8010a);
+      expect(p.data.readUInt16BE(ip + 26)).toBe(0x0000);
+      if (engine === 'firmware') expect(sum.firmwarePackets).toBe(1);
+    }
   });
 
   it("'auto' picks the firmware when it can and says why not otherwise", async () => {
