@@ -14,12 +14,15 @@ const SECTIONS: Array<() => Promise<BenchSection>> = [
   async () => (await import('./tun.ts')).section,
 ];
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const json = args.includes('--json');
-  const quick = args.includes('--quick');
-  const onlyIdx = args.indexOf('--only');
-  const only = onlyIdx >= 0 ? new Set((args[onlyIdx + 1] ?? '').split(',')) : null;
+export interface RunOptions {
+  json: boolean;
+  quick: boolean;
+  only: Set<string> | null;
+  /** Write bench/results.json and BENCHMARKS.md. */
+  report: boolean;
+}
+
+export async function runBenchmarks({ json, quick, only, report }: RunOptions): Promise<void> {
   const result: Record<string, BenchRow[]> = {};
   const titles: Record<string, string> = {};
   for (const load of SECTIONS) {
@@ -36,11 +39,17 @@ async function main(): Promise<void> {
     if (!json) process.stdout.write(formatTable(result[section.name]!));
   }
   if (json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
-  if (!args.includes('--no-report') && !only) {
+  if (report) {
     const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
     const files = writeReport(result, { dir: root, titles });
     if (!json) process.stdout.write(`\nwrote ${files.map((f) => path.relative(root, f)).join(', ')}\n`);
   }
 }
 
-await main();
+// Run directly (npm run bench), not when imported by `wasmlb bench`.
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const args = process.argv.slice(2);
+  const onlyIdx = args.indexOf('--only');
+  const only = onlyIdx >= 0 ? new Set((args[onlyIdx + 1] ?? '').split(',')) : null;
+  await runBenchmarks({ json: args.includes('--json'), quick: args.includes('--quick'), only, report: !only && !args.includes('--no-report') });
+}

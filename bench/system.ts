@@ -8,6 +8,7 @@ import { defaultConfig } from '../host/config/index.ts';
 import { spawnManager, writeEffectiveConfig } from '../host/replay/replay.ts';
 import { ServiceChannel } from '../host/transport/channel.ts';
 import { ControlSocket } from '../host/transport/udp.ts';
+import { benchRewrite } from '../host/rewrite/benchmark.ts';
 import type { BenchOptions, BenchRow, BenchSection } from './lib.ts';
 import { makePacketSet, PACKET_LEN } from './packets.ts';
 
@@ -55,6 +56,7 @@ export const section: BenchSection = {
   async run(opts: BenchOptions): Promise<BenchRow[]> {
     const rows: BenchRow[] = [];
     rows.push(await newFlowsPerSec(opts.quick ? 20_000 : 200_000));
+    for (const r of await benchRewrite({ quick: opts.quick })) rows.push({ ...r });
     return rows;
   },
 };

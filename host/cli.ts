@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { applyOverrides, ConfigError, defaultConfig, loadConfig, selectManager, type WasmlbConfig } from './config/index.ts';
 import { LOG_LEVELS, type LogLevel } from './ops/log.ts';
 import type { Endpoint } from './transport/udp.ts';
+import { addRewriteCommand } from './rewrite/command.ts';
 
 function endpoint(text: string): Endpoint {
   const m = /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(text);
@@ -205,6 +206,19 @@ replayCommand('start', 'the main job: replay the bundled demo capture with a bac
     await runReplay(DEMO_CAPTURE, { ...flags, backup: failover, killPrimaryAt: failover ? (flags.killPrimaryAt ?? 0.5) : undefined });
   },
 );
+
+addRewriteCommand(program);
+
+program
+  .command('bench')
+  .description('run the benchmarks (same as npm run bench): tables, or one JSON object with --json')
+  .option('--json', 'print one JSON object')
+  .option('--quick', 'shorter runs')
+  .option('--only <sections>', 'comma-separated sections: fastpath,protocol,system,failover,tun')
+  .action(async (flags: { json?: boolean; quick?: boolean; only?: string }) => {
+    const { runBenchmarks } = await import('../bench/run.ts');
+    await runBenchmarks({ json: Boolean(flags.json), quick: Boolean(flags.quick), only: flags.only ? new Set(flags.only.split(',')) : null, report: !flags.only });
+  });
 
 program
   .command('status')
