@@ -11,7 +11,7 @@ import type { WasmlbProcess } from '../support/process.ts';
 import { bigFileSha256, BIG_FILE_BYTES } from './bigfile.ts';
 import { NsHttpClient, tcpCounterDelta, tcpCounters, type HttpOutcome } from './client.ts';
 import { liveUnavailableReason } from './netns.ts';
-import { topologyDown, topologyIsGone, topologyUp, type Topology } from './topology.ts';
+import { httpGetFrom, topologyDown, topologyIsGone, topologyUp, type Topology } from './topology.ts';
 import { killAllIn, spawnWasmlbIn } from './wasmlb-ns.ts';
 
 const reason = liveUnavailableReason();
@@ -140,7 +140,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     expect(routes(topo)).not.toMatch(new RegExp(`^${topo.vip.replace(/\./g, '\\.')} dev`, 'm'));
 
     // This time the agent also announces its queues to the managers by unicast (--manager).
-    agent = await startAgent(['--queues', '2', '--manager', '127.0.0.1:7501,127.0.0.1:7502']);
+    agent = await startAgent(['--queues', '2', '--manager', '127.0.0.1:7501,127.0.0.1:7502', '--status-port', '9464']);
     expect(agent.events.find((e) => e.event === 'ready')).toMatchObject({
       queues: 2,
       multiQueue: true,
@@ -159,6 +159,13 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     expect(big).toMatchObject({ ok: true, bytes: BIG_FILE_BYTES });
     expect(big.ok && big.sha256).toBe(bigFileSha256(BIG_FILE_BYTES));
 
+    // Status and metrics of both queues together, served in the router namespace.
+    const status = await httpGetFrom(topo.netns.router, 'http://127.0.0.1:9464/status');
+    const report = JSON.parse(status.body ?? '{}') as { kind?: string; tables?: Record<'fixed' | 'wildcard', { entries: number; capacity: number }> };
+    expect(report.kind).toBe('agent');
+    // Both queues hold the live manager's wildcards (VIP and return direction for each backend).
+    expect(report.tables!.wildcard.entries).toBeGreaterThanOrEqual(2 * 3);
+    expect(report.tables!.fixed.capacity).toBeGreaterThan(0);
     agent.kill('SIGTERM');
     const done = await agent.waitForEvent('stopped', 10_000);
     const queues = done['queues'] as Array<{ index: number; tun: { rxPackets: number; txPackets: number } }>;
