@@ -132,6 +132,26 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     expect(new Set(more.map((r) => (r.ok ? r.backend : null)))).toEqual(new Set(['be1', 'be2']));
   });
 
+  it('without --setup prints the ip commands (device, VIP route once a wildcard advertises it) and changes nothing', async () => {
+    const dry = spawnWasmlbIn(topo.netns.router, [
+      'agent', '--tun', 'wlbx0', '--config', cfg.file, '--control', '127.0.0.1:7600', '--address', '10.98.0.1/24', '--log-level', 'info',
+    ]);
+    try {
+      await dry.waitForEvent('ready', 20_000);
+      // The live manager's wildcards reach this agent too, by multicast on lo.
+      await dry.waitFor((e) => e.event === 'vips', 5000);
+      expect(dry.stdout).toContain('ip addr replace 10.98.0.1/24 dev wlbx0');
+      expect(dry.stdout).toContain('ip link set dev wlbx0 up');
+      expect(dry.stdout).toContain(`ip route replace ${topo.vip}/32 dev wlbx0`);
+      const addrs = spawnSync('ip', ['-n', topo.netns.router, '-o', 'addr', 'show', 'dev', 'wlbx0'], { encoding: 'utf8' }).stdout;
+      expect(addrs).not.toContain('10.98.0.1');
+      expect(routes(topo)).not.toContain('wlbx0');
+    } finally {
+      dry.kill('SIGTERM');
+      expect(await dry.exited).toEqual({ code: 0, signal: null });
+    }
+  });
+
   it('stops cleanly on SIGTERM (VIP route withdrawn), then carries traffic on two queues', async () => {
     agent.kill('SIGTERM');
     const stopped = await agent.waitForEvent('stopped', 10_000);
