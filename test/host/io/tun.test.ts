@@ -407,10 +407,20 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
   });
 });
 
+const REPO = new URL('../../../', import.meta.url).pathname;
 const hasSetpriv = spawnSync('setpriv', ['--version'], { stdio: 'ignore' }).status === 0;
+// The check runs the sources as user nobody: a checkout under a private directory (mktemp -d) is not
+// readable by nobody, and then the check cannot run at all.
+const nobodyReads =
+  hasSetpriv &&
+  spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'sh', '-c', 'test -r package.json && test -r node_modules/tsx/package.json'], {
+    cwd: REPO,
+    stdio: 'ignore',
+  }).status === 0;
 if (!hasSetpriv) console.warn('\n!!! SKIPPING the unprivileged TUN check: no setpriv (util-linux)\n');
+else if (!nobodyReads) console.warn(`\n!!! SKIPPING the unprivileged TUN check: user nobody cannot read the checkout at ${REPO}\n`);
 
-describe.skipIf(reason !== null || !hasSetpriv)('TunDevice without privileges', () => {
+describe.skipIf(reason !== null || !hasSetpriv || !nobodyReads)('TunDevice without privileges', () => {
   it('says why TUN and the live tests are unavailable, and fails with TUN_UNAVAILABLE', () => {
     const script = `
       const tun = await import('./host/io/tun.ts');
@@ -423,7 +433,7 @@ describe.skipIf(reason !== null || !hasSetpriv)('TunDevice without privileges', 
       'setpriv',
       ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=-all', process.execPath, '--import', 'tsx',
         '--input-type=module', '-e', script],
-      { encoding: 'utf8', cwd: new URL('../../../', import.meta.url).pathname, timeout: 20_000 },
+      { encoding: 'utf8', cwd: REPO, timeout: 20_000 },
     );
     const out = JSON.parse(res.stdout.trim().split('\n').pop()!) as { tun: string; live: string; code: string };
     expect(out.code).toBe('TUN_UNAVAILABLE');
