@@ -10,14 +10,22 @@ import { writeConfig } from '../support/agent.ts';
 import type { WasmlbProcess } from '../support/process.ts';
 import { bigFileSha256, BIG_FILE_BYTES } from './bigfile.ts';
 import { NsHttpClient, tcpCounterDelta, tcpCounters, type HttpOutcome } from './client.ts';
-import { liveUnavailableReason } from './netns.ts';
+import { deleteNetns, listNetns, liveUnavailableReason, processAlive } from './netns.ts';
 import { httpGetFrom, topologyDown, topologyIsGone, topologyUp, type Topology } from './topology.ts';
 import { killAllIn, spawnWasmlbIn } from './wasmlb-ns.ts';
 
 const reason = liveUnavailableReason();
 if (reason) console.warn(`\n!!! SKIPPING live end-to-end tests (agent on TUN, managers, failover): ${reason}\n`);
 
-const PREFIX = 'wlbt-e2e-';
+// A prefix per run (pid): two test runs on one machine (a developer's and a CI copy) must not remove each
+// other's namespaces. Leftovers of crashed runs (their pid gone) are removed before we start.
+const PREFIX = `wlbt-e2e${process.pid}-`;
+function removeLeftovers(): void {
+  for (const n of listNetns()) {
+    const m = /^wlbt-e2e(\d+)-(?:client|router|be\d+)$/.exec(n);
+    if (m && Number(m[1]) !== process.pid && !processAlive(Number(m[1]))) deleteNetns(n);
+  }
+}
 const AGENT_CONTROL = '127.0.0.1:7400';
 
 function config(topo: Topology): string {
@@ -55,6 +63,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
   };
 
   beforeAll(async () => {
+    removeLeftovers();
     topo = await topologyUp({ prefix: PREFIX, backends: 2 });
     cfg = writeConfig(config(topo));
     agent = await startAgent();
