@@ -1,11 +1,14 @@
 // Fixed affinity table: open addressing over fixedSlots x 48-byte entries (any slot count: the home slot
-// is a multiply-shift of the hash), linear probing, backward-shift deletion (no tombstones, so probe runs
-// never grow from churn), at most MAX_PROBE slots from the home slot, load capped at 90 %.
+// is a multiply-shift of the hash), linear probe runs kept in Robin Hood order (an insert takes the place
+// of the first entry closer to its own home, which is carried on), backward-shift deletion (no tombstones,
+// so churn never lengthens runs), load capped at 90 %.
 //
 // Invariants: an entry sits in the contiguous non-empty run that starts at its home slot, at most
-// MAX_PROBE - 1 slots after it; a key is in the table at most once; an expired entry (serial compare of
-// F_EXPIRY against now) never matches and is reused by an insert that passes over it, or removed by the
-// sweep. Slot indices reported to the host are valid until the next install/delete/tick.
+// fixedMaxDisp (< MAX_PROBE) slots after it, and runs are in Robin Hood order, so an install's existence
+// scan stops early; a key is in the table at most once; an expired entry (serial compare of F_EXPIRY
+// against now) never matches, is removed by the sweep, or - when an install finds the table at its load
+// cap - by that install (on its probe path, else a bounded sweep). Slot indices reported to the host are
+// valid until the next install/delete/tick.
 
 import { Counter, bump } from './counters';
 import { Status } from './status';
@@ -73,25 +76,31 @@ function extRelease(e: usize): void {
   store<u32>(e, 0, F_EXT);
 }
 
-/** Removes slot i and backward-shifts the rest of its run. */
+/**
+ * Removes slot i and backward-shifts the rest of its run: in Robin Hood order every following entry that
+ * is not at its home moves back one slot; the first empty slot or entry at its home ends the shift.
+ */
 export function fixedRemoveAt(i: u32): void {
   extRelease(fixedSlot(i));
   const slots = fixedSlots;
   let hole = i;
-  let j = i;
+  let j = i + 1 == slots ? 0 : i + 1;
   for (let m: u32 = 0; m < slots; m++) {
-    j = j + 1 == slots ? 0 : j + 1;
     const e = fixedSlot(j);
     if (load<u8>(e, F_STATE) == 0) break;
     const home = reduce(hashKey(load<u64>(e), load<u64>(e, 8) & KEY1_MASK), slots);
-    const dj = j >= home ? j - home : j + slots - home;
-    const dh = j >= hole ? j - hole : j + slots - hole;
-    if (dj >= dh) {
-      memory.copy(fixedSlot(hole), e, FIXED_SIZE);
-      hole = j;
-    }
+    if (home == j) break;
+    copy48(fixedSlot(hole), e);
+    hole = j;
+    j = j + 1 == slots ? 0 : j + 1;
   }
-  memory.fill(fixedSlot(hole), 0, FIXED_SIZE);
+  const z = fixedSlot(hole);
+  store<u64>(z, 0);
+  store<u64>(z, 0, 8);
+  store<u64>(z, 0, 16);
+  store<u64>(z, 0, 24);
+  store<u64>(z, 0, 32);
+  store<u64>(z, 0, 40);
   setFixedCount(fixedCount - 1);
 }
 
@@ -119,6 +128,16 @@ function findSlot(k0: u64, k1: u64): i32 {
 }
 
 
+// @ts-ignore: decorator
+@inline function copy48(dst: usize, src: usize): void {
+  store<u64>(dst, load<u64>(src));
+  store<u64>(dst, load<u64>(src, 8), 8);
+  store<u64>(dst, load<u64>(src, 16), 16);
+  store<u64>(dst, load<u64>(src, 24), 24);
+  store<u64>(dst, load<u64>(src, 32), 32);
+  store<u64>(dst, load<u64>(src, 40), 40);
+}
+
 /** Carried entry and swap buffer of the Robin Hood insertion. */
 const CARRY: usize = memory.data(2 * 48, 16);
 
@@ -135,10 +154,11 @@ const CARRY: usize = memory.data(2 * 48, 16);
  * MAX_PROBE. A dry run first refuses (-1) an insert that would push any entry beyond MAX_PROBE, before
  * anything moves. Returns the slot the new key landed in, its key written and marked live.
  */
-function robinHoodSlot(k0: u64, k1: u64, home: u32): i32 {
+function robinHoodSlot(k0: u64, k1: u64, start: u32, startDist: u32): i32 {
   const slots = fixedSlots;
-  let i = home;
-  let d: u32 = 0;
+  let i = start;
+  let d: u32 = startDist;
+  if (d >= MAX_PROBE) return -1;
   for (let n: u32 = 0; n < slots; n++) {
     const e = fixedSlot(i);
     if (load<u8>(e, F_STATE) == 0) break;
@@ -156,12 +176,12 @@ function robinHoodSlot(k0: u64, k1: u64, home: u32): i32 {
   store<u8>(carry, <u8>(k1 >>> 32), 12);
   store<u8>(carry, ST_LIVE, F_STATE);
   let placed: i32 = -1;
-  i = home;
-  d = 0;
+  i = start;
+  d = startDist;
   for (let n: u32 = 0; n < slots; n++) {
     const e = fixedSlot(i);
     if (load<u8>(e, F_STATE) == 0) {
-      memory.copy(e, carry, FIXED_SIZE);
+      copy48(e, carry);
       if (placed < 0) placed = <i32>i;
       if (d > fixedMaxDisp) setFixedMaxDisp(d);
       break;
@@ -169,9 +189,9 @@ function robinHoodSlot(k0: u64, k1: u64, home: u32): i32 {
     const h = homeOf(e, slots);
     const de = i >= h ? i - h : i + slots - h;
     if (de < d) {
-      memory.copy(tmp, e, FIXED_SIZE);
-      memory.copy(e, carry, FIXED_SIZE);
-      memory.copy(carry, tmp, FIXED_SIZE);
+      copy48(tmp, e);
+      copy48(e, carry);
+      copy48(carry, tmp);
       if (placed < 0) placed = <i32>i;
       if (d > fixedMaxDisp) setFixedMaxDisp(d);
       d = de;
@@ -206,39 +226,46 @@ export function fixedInstall(now: u32): i32 {
   }
 
   const slots = fixedSlots;
+  const home = reduce(hashKey(k0, k1), slots);
   let found: i32 = -1;
-  let reuse: i32 = -1;
-  let empty: i32 = -1;
-  for (let attempt = 0; attempt < 2; attempt++) {
+  let stop: u32 = home; // Robin Hood insertion point of an absent key
+  let stopDist: u32 = 0;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    // Robin Hood lookup: stops at the key, at an empty slot, or at an entry closer to its own home than
+    // the key would be to its home (the key cannot be further on)
     found = -1;
-    reuse = -1;
-    empty = -1;
-    // the existence scan runs to the end of the run (control path; lookups stop at fixedMaxDisp)
-    let i = reduce(hashKey(k0, k1), slots);
-    for (let n: u32 = 0; n < slots; n++) {
+    let expiredAt: i32 = -1;
+    let i = home;
+    let d: u32 = 0;
+    for (; d < slots; d++) {
       const e = fixedSlot(i);
-      if (load<u8>(e, F_STATE) == 0) {
-        empty = <i32>i;
-        break;
-      }
+      if (load<u8>(e, F_STATE) == 0) break;
       if (load<u64>(e) == k0 && (load<u64>(e, 8) & KEY1_MASK) == k1) {
         found = <i32>i;
         break;
       }
-      if (reuse < 0 && n < MAX_PROBE && isExpired(e, now)) reuse = <i32>i;
+      const h = homeOf(e, slots);
+      if ((i >= h ? i - h : i + slots - h) < d) break;
+      if (expiredAt < 0 && isExpired(e, now)) expiredAt = <i32>i;
       i = i + 1 == slots ? 0 : i + 1;
     }
-    // full at the load cap with no expired slot on this probe path: sweep a bounded stretch for expired
-    // entries elsewhere, then probe again
-    if (found >= 0 || reuse >= 0 || (empty >= 0 && fixedCount < fixedCapacity) || attempt > 0) break;
-    if (fixedSweep(now, SWEEP_ON_FULL) == 0) break;
+    stop = i;
+    stopDist = d;
+    if (found >= 0 || fixedCount < fixedCapacity) break;
+    // at the load cap: remove an expired entry on this probe path (backward shift keeps the Robin Hood
+    // order), else sweep a bounded stretch for expired entries elsewhere; then look again
+    if (expiredAt >= 0) {
+      fixedRemoveAt(<u32>expiredAt);
+      bump(Counter.FIXED_EXPIRED);
+      continue;
+    }
+    if (attempt > 0 || fixedSweep(now, SWEEP_ON_FULL) == 0) break;
   }
 
   const needExt = (actions & ACT_SEQ_ADJUST) != 0 ||
     ((actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0) ||
     ((actions & ACT_DISPATCH) != 0 && (actions & ACT_NAT_ANY) != 0);
-  const prior = found >= 0 ? found : reuse;
-  if (needExt && extFree == 0 && (prior < 0 || load<u32>(fixedSlot(<u32>prior), F_EXT) == 0)) {
+  if (needExt && extFree == 0 && (found < 0 || load<u32>(fixedSlot(<u32>found), F_EXT) == 0)) {
     bump(Counter.FIXED_TABLE_FULL);
     return Status.TABLE_FULL;
   }
@@ -248,13 +275,8 @@ export function fixedInstall(now: u32): i32 {
   if (found >= 0) {
     slot = found;
     fresh = isExpired(fixedSlot(<u32>found), now); // an expired key starts over: counters and state reset
-  } else if (reuse >= 0) {
-    slot = reuse;
-    const h = reduce(hashKey(k0, k1), slots);
-    const dist = <u32>reuse >= h ? <u32>reuse - h : <u32>reuse + slots - h;
-    if (dist > fixedMaxDisp) setFixedMaxDisp(dist);
-  } else if (empty >= 0 && fixedCount < fixedCapacity) {
-    slot = robinHoodSlot(k0, k1, reduce(hashKey(k0, k1), slots));
+  } else if (fixedCount < fixedCapacity) {
+    slot = robinHoodSlot(k0, k1, stop, stopDist);
     if (slot < 0) {
       bump(Counter.FIXED_TABLE_FULL);
       return Status.TABLE_FULL;
@@ -265,7 +287,7 @@ export function fixedInstall(now: u32): i32 {
   }
   const e = fixedSlot(<u32>slot);
 
-  const occupied = found >= 0 || reuse >= 0;
+  const occupied = found >= 0;
   let x = occupied ? load<u32>(e, F_EXT) : 0;
   if (needExt && x == 0) {
     x = extFree; // checked above
@@ -279,8 +301,7 @@ export function fixedInstall(now: u32): i32 {
   if (found >= 0) {
     bump(Counter.FIXED_UPDATES);
   } else {
-    if (reuse >= 0) bump(Counter.FIXED_EXPIRED);
-    else setFixedCount(fixedCount + 1);
+    setFixedCount(fixedCount + 1);
     bump(Counter.FIXED_INSTALLS);
   }
 

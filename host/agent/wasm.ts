@@ -414,22 +414,6 @@ export function withMemoryPages(wasm: Uint8Array, pages: number): Uint8Array {
   return out;
 }
 
-function actionBits(a: AffinityActions): number {
-  let bits = 0;
-  if (a.natSrcAddr !== undefined) bits |= Action.NAT_SRC_ADDR;
-  if (a.natSrcPort !== undefined) bits |= Action.NAT_SRC_PORT;
-  if (a.natDstAddr !== undefined) bits |= Action.NAT_DST_ADDR;
-  if (a.natDstPort !== undefined) bits |= Action.NAT_DST_PORT;
-  if (a.seqAdjust !== undefined) bits |= Action.SEQ_ADJUST;
-  if (a.dispatch !== undefined) bits |= Action.DISPATCH;
-  if (a.drop) bits |= Action.DROP;
-  if (a.info) bits |= Action.INFO;
-  if (a.interest?.data) bits |= Action.INTEREST_DATA;
-  if (a.interest?.copy) bits |= Action.INTEREST_COPY;
-  if (a.interest?.hold) bits |= Action.INTEREST_HOLD;
-  return bits;
-}
-
 // ---- the firmware ---------------------------------------------------------------------------------------
 
 export class ForwardingFirmware {
@@ -447,6 +431,7 @@ export class ForwardingFirmware {
   readonly descriptorU32: Uint32Array;
   private readonly view: DataView;
   private readonly ctl: number;
+  private readonly ctlBytes: Uint8Array;
   private readonly counterView: BigUint64Array;
   private readonly infoBase: number;
 
@@ -475,6 +460,7 @@ export class ForwardingFirmware {
     });
     this.capabilities = w(L.CAPABILITIES);
     this.ctl = w(L.CONTROL);
+    this.ctlBytes = new Uint8Array(buf, this.ctl, 128);
     this.infoBase = w(L.INFO);
     const counters = w(L.COUNTERS);
     if (w(L.COUNTER_COUNT) !== COUNTER_NAMES.length) {
@@ -517,7 +503,7 @@ export class ForwardingFirmware {
   private writeKey(k: AffinityKey): void {
     const v = this.view;
     const c = this.ctl;
-    new Uint8Array(v.buffer, c, 128).fill(0);
+    this.ctlBytes.fill(0);
     v.setUint32(c + C.SADDR, k.saddr >>> 0, true);
     v.setUint32(c + C.DADDR, k.daddr >>> 0, true);
     v.setUint16(c + C.SPORT, k.sport, true);
@@ -526,23 +512,39 @@ export class ForwardingFirmware {
   }
 
   private writeActions(a: AffinityActions, ttlSec: number, owner: number): void {
+    // each optional field is read once (these objects come in many shapes: keep property lookups few)
+    const { natSrcAddr, natSrcPort, natDstAddr, natDstPort, seqAdjust, dispatch, drop, info, interest } = a;
+    let bits = 0;
+    if (natSrcAddr !== undefined) bits |= Action.NAT_SRC_ADDR;
+    if (natSrcPort !== undefined) bits |= Action.NAT_SRC_PORT;
+    if (natDstAddr !== undefined) bits |= Action.NAT_DST_ADDR;
+    if (natDstPort !== undefined) bits |= Action.NAT_DST_PORT;
+    if (seqAdjust !== undefined) bits |= Action.SEQ_ADJUST;
+    if (dispatch !== undefined) bits |= Action.DISPATCH;
+    if (drop) bits |= Action.DROP;
+    if (info) bits |= Action.INFO;
     const v = this.view;
     const c = this.ctl;
-    v.setUint16(c + C.ACTIONS, actionBits(a), true);
+    if (interest !== undefined) {
+      if (interest.data) bits |= Action.INTEREST_DATA;
+      if (interest.copy) bits |= Action.INTEREST_COPY;
+      if (interest.hold) bits |= Action.INTEREST_HOLD;
+      v.setUint16(c + C.INTEREST_MASK, interest.mask, true);
+      v.setUint16(c + C.INTEREST_TARGET, interest.target, true);
+    }
+    v.setUint16(c + C.ACTIONS, bits, true);
     v.setUint32(c + C.TTL, ttlSec >>> 0, true);
     v.setUint16(c + C.OWNER, owner, true);
-    v.setUint16(c + C.INTEREST_MASK, a.interest?.mask ?? 0, true);
-    v.setUint16(c + C.INTEREST_TARGET, a.interest?.target ?? 0, true);
-    v.setUint32(c + C.NAT_SRC_ADDR, (a.natSrcAddr ?? 0) >>> 0, true);
-    v.setUint16(c + C.NAT_SRC_PORT, a.natSrcPort ?? 0, true);
-    v.setUint32(c + C.NAT_DST_ADDR, (a.natDstAddr ?? 0) >>> 0, true);
-    v.setUint16(c + C.NAT_DST_PORT, a.natDstPort ?? 0, true);
-    v.setUint32(c + C.FORWARD_IP, (a.dispatch ?? 0) >>> 0, true);
-    if (a.seqAdjust) {
-      v.setUint32(c + C.SEQ_INIT, a.seqAdjust.seqInit >>> 0, true);
-      v.setUint32(c + C.SEQ_DELTA, a.seqAdjust.seqDelta >>> 0, true);
-      v.setUint32(c + C.ACK_INIT, a.seqAdjust.ackInit >>> 0, true);
-      v.setUint32(c + C.ACK_DELTA, a.seqAdjust.ackDelta >>> 0, true);
+    if (natSrcAddr !== undefined) v.setUint32(c + C.NAT_SRC_ADDR, natSrcAddr >>> 0, true);
+    if (natSrcPort !== undefined) v.setUint16(c + C.NAT_SRC_PORT, natSrcPort, true);
+    if (natDstAddr !== undefined) v.setUint32(c + C.NAT_DST_ADDR, natDstAddr >>> 0, true);
+    if (natDstPort !== undefined) v.setUint16(c + C.NAT_DST_PORT, natDstPort, true);
+    if (dispatch !== undefined) v.setUint32(c + C.FORWARD_IP, dispatch >>> 0, true);
+    if (seqAdjust !== undefined) {
+      v.setUint32(c + C.SEQ_INIT, seqAdjust.seqInit >>> 0, true);
+      v.setUint32(c + C.SEQ_DELTA, seqAdjust.seqDelta >>> 0, true);
+      v.setUint32(c + C.ACK_INIT, seqAdjust.ackInit >>> 0, true);
+      v.setUint32(c + C.ACK_DELTA, seqAdjust.ackDelta >>> 0, true);
     }
   }
 
