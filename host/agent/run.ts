@@ -491,7 +491,8 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     status = await startStatusServer({
       port,
       registry,
-      status: () => agentStatus(snap(), { name: `agent ${device.name}`, version: ver }),
+      // The VIPs routed into the device (the agent knows no backends: those are the managers' business).
+      status: () => agentStatus(snap(), { name: `agent ${device.name}`, version: ver, vips: vipRoutes.routed().map((vip) => ({ vip, backends: [] })) }),
     });
   }
 

@@ -190,8 +190,13 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
 
     // Status and metrics of both queues together, served in the router namespace.
     const status = await httpGetFrom(topo.netns.router, 'http://127.0.0.1:9464/status');
-    const report = JSON.parse(status.body ?? '{}') as { kind?: string; tables?: Record<'fixed' | 'wildcard', { entries: number; capacity: number }> };
+    const report = JSON.parse(status.body ?? '{}') as {
+      kind?: string;
+      vips?: Array<{ vip: string }>;
+      tables?: Record<'fixed' | 'wildcard', { entries: number; capacity: number }>;
+    };
     expect(report.kind).toBe('agent');
+    expect(report.vips).toEqual([{ vip: `${topo.vip}/32`, backends: [] }]);
     // Both queues hold the live manager's wildcards (VIP and return direction for each backend).
     expect(report.tables!.wildcard.entries).toBeGreaterThanOrEqual(2 * 3);
     expect(report.tables!.fixed.capacity).toBeGreaterThan(0);
