@@ -28,13 +28,17 @@ import { managerId, parsePrefix, type ServiceManager } from './manager.ts';
 export const ReplicationFlag = { Closing: 0x0100, Dispatch: 0x0200 } as const;
 
 /** Resync-data messages in flight at once (flow control of a bulk resync). */
-export const RESYNC_WINDOW = 64;
+export const RESYNC_WINDOW = 16;
 /** Entries per resync-data message (≈ 40 bytes each: well inside one datagram). */
 export const RESYNC_BATCH = 512;
 /** How long a backup remembers a removal's version (well above any resend or reordering delay). */
 const TOMBSTONE_MS = 10_000;
-/** Replication batches in flight to one peer before the oldest is forgotten (the refresh heals it). */
-const MAX_IN_FLIGHT = 4096;
+/**
+ * Replication batches in flight to one peer (flow control): beyond it flows wait, deduplicated, until
+ * acks come back, so a burst of new flows cannot overrun the backup's socket buffer and turn into a
+ * resend storm. 256 × 64 entries ≈ 1 MB on the wire.
+ */
+export const REPLICATION_WINDOW = 256;
 
 export class ReplicationError extends Error {
   constructor(
@@ -82,6 +86,8 @@ interface Batch {
   readonly flows: AffinityFlow[];
   readonly resync: ResyncMarker | null;
   sentAt: number;
+  /** Sends so far (the resend timeout doubles with each). */
+  attempts: number;
   acked: boolean;
   /** Every sequence this batch went out under (a late ack of an earlier send counts). */
   seqs: number[];
@@ -101,6 +107,12 @@ class PeerQueue {
   readonly waiting = new Set<AffinityFlow>();
   readonly inFlight = new Map<number, Batch>();
   resync: ResyncJob | null = null;
+  /** Replication (not resync) batches in flight. */
+  replicationInFlight = 0;
+  /** Silent peer (missed heartbeats): nothing is sent, the queue is kept for when it comes back. */
+  paused = false;
+  /** Smoothed round trip (send → ack) of batches acked on their first send, ms. */
+  srtt = 0;
   constructor(
     readonly id: number,
     public endpoint: Endpoint,
@@ -128,11 +140,12 @@ export interface ReplicationSenderStats {
   refreshed: number;
   resyncs: number;
   resyncEntries: number;
-  overflow: number;
+  /** Flushes that left flows waiting because the in-flight window was full. */
+  windowFull: number;
 }
 
 export class ReplicationSender {
-  readonly stats: ReplicationSenderStats = { entriesSent: 0, messagesSent: 0, resends: 0, acked: 0, dropped: 0, refreshed: 0, resyncs: 0, resyncEntries: 0, overflow: 0 };
+  readonly stats: ReplicationSenderStats = { entriesSent: 0, messagesSent: 0, resends: 0, acked: 0, dropped: 0, refreshed: 0, resyncs: 0, resyncEntries: 0, windowFull: 0 };
   private readonly channel: ServiceChannel;
   private readonly store: AffinityStore;
   private readonly now: () => number;
@@ -173,6 +186,19 @@ export class ReplicationSender {
     this.flushTimer = null;
   }
 
+  /** Per peer: waiting flows, batches in flight by kind and attempts (diagnostics). */
+  peerState(): Array<Record<string, unknown>> {
+    return [...this.peers.values()].map((p) => ({
+      id: p.id,
+      paused: p.paused,
+      srtt: Math.round(p.srtt),
+      waiting: p.waiting.size,
+      replicationInFlight: p.replicationInFlight,
+      inFlight: [...p.inFlight.values()].map((b) => `${b.kind}:${b.attempts}:${b.flows.length}`).slice(0, 20),
+      resync: p.resync ? { position: p.resync.position, total: p.resync.flows.length, inFlight: p.resync.inFlight, done: p.resync.done } : null,
+    }));
+  }
+
   peerIds(): number[] {
     return [...this.peers.keys()];
   }
@@ -183,8 +209,25 @@ export class ReplicationSender {
 
   addPeer(id: number, endpoint: Endpoint): void {
     const p = this.peers.get(id);
-    if (p) p.endpoint = endpoint;
-    else this.peers.set(id, new PeerQueue(id, endpoint));
+    if (p) {
+      p.endpoint = endpoint;
+      if (p.paused) {
+        p.paused = false;
+        this.flush();
+        this.pumpResync(p);
+      }
+    } else this.peers.set(id, new PeerQueue(id, endpoint));
+  }
+
+  /** A peer stopped answering heartbeats: keep its queue, stop sending until it is heard again. */
+  pausePeer(id: number): void {
+    const p = this.peers.get(id);
+    if (p) p.paused = true;
+  }
+
+  /** Live (not paused) peers. */
+  activePeerIds(): number[] {
+    return [...this.peers.values()].filter((p) => !p.paused).map((p) => p.id);
   }
 
   removePeer(id: number): void {
@@ -212,17 +255,19 @@ export class ReplicationSender {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = null;
     for (const p of this.peers.values()) {
-      if (p.waiting.size === 0) continue;
+      if (p.waiting.size === 0 || p.paused) continue;
       let flows: AffinityFlow[] = [];
       for (const f of p.waiting) {
+        if (p.replicationInFlight >= REPLICATION_WINDOW) break;
         flows.push(f);
+        p.waiting.delete(f);
         if (flows.length >= this.cfg.batchSize) {
-          this.sendBatch(p, { kind: 'replication', flows, resync: null, sentAt: 0, acked: false, seqs: [] });
+          this.sendBatch(p, { kind: 'replication', flows, resync: null, sentAt: 0, attempts: 0, acked: false, seqs: [] });
           flows = [];
         }
       }
-      if (flows.length > 0) this.sendBatch(p, { kind: 'replication', flows, resync: null, sentAt: 0, acked: false, seqs: [] });
-      p.waiting.clear();
+      if (flows.length > 0) this.sendBatch(p, { kind: 'replication', flows, resync: null, sentAt: 0, attempts: 0, acked: false, seqs: [] });
+      if (p.waiting.size > 0) this.stats.windowFull++;
     }
   }
 
@@ -237,7 +282,15 @@ export class ReplicationSender {
       if (batch.acked) continue;
       batch.acked = true;
       this.stats.acked++;
+      if (batch.attempts === 1) {
+        const rtt = this.now() - batch.sentAt;
+        peer.srtt = peer.srtt === 0 ? rtt : peer.srtt * 0.875 + rtt * 0.125;
+      }
       peer.inFlight.delete(batch.seqs[0]!);
+      if (batch.kind === 'replication') {
+        peer.replicationInFlight--;
+        if (peer.waiting.size > 0 && !this.flushTimer) this.flushTimer = setTimeout(() => this.flush(), 0);
+      }
       if (this.measureLag && batch.kind === 'replication') {
         for (const f of batch.flows) {
           const t = this.trackedAt.get(f);
@@ -285,16 +338,16 @@ export class ReplicationSender {
 
   private pumpResync(p: PeerQueue): void {
     const job = p.resync;
-    if (!job || job.done) return;
+    if (!job || job.done || p.paused) return;
     while (job.inFlight < RESYNC_WINDOW && job.position < job.flows.length) {
       const flows = job.flows.slice(job.position, job.position + RESYNC_BATCH);
       job.position += flows.length;
       job.inFlight++;
-      this.sendBatch(p, { kind: 'resync-data', flows, resync: job.marker, sentAt: 0, acked: false, seqs: [] });
+      this.sendBatch(p, { kind: 'resync-data', flows, resync: job.marker, sentAt: 0, attempts: 0, acked: false, seqs: [] });
     }
     if (job.position >= job.flows.length && job.inFlight === 0) {
       job.done = true;
-      this.sendBatch(p, { kind: 'resync-done', flows: [], resync: { ...job.marker, entryCount: job.sent }, sentAt: 0, acked: false, seqs: [] });
+      this.sendBatch(p, { kind: 'resync-done', flows: [], resync: { ...job.marker, entryCount: job.sent }, sentAt: 0, attempts: 0, acked: false, seqs: [] });
     }
   }
 
@@ -311,8 +364,13 @@ export class ReplicationSender {
     } else if (this.cursor) this.cursor.due(now); // keep the cursor's period moving
     // Resend what was not acknowledged in time.
     for (const p of this.peers.values()) {
+      if (p.paused) continue;
+      if (p.resync && !p.resync.done) this.pumpResync(p);
+      // Resend timeout: resendAfter, or twice the measured round trip when the backup is slower
+      // (a busy backup must not be answered with a resend storm), doubled per attempt, at most 2 s.
+      const rto = Math.max(this.cfg.resendAfter, 2 * p.srtt);
       for (const b of [...p.inFlight.values()]) {
-        if (now - b.sentAt < this.cfg.resendAfter) continue;
+        if (now - b.sentAt < Math.min(2000, rto * 2 ** (b.attempts - 1))) continue;
         this.stats.resends++;
         this.sendBatch(p, b);
       }
@@ -341,7 +399,7 @@ export class ReplicationSender {
       entries = list.length;
       if (b.kind === 'replication') {
         if (list.length === 0) {
-          this.forget(p, b);
+          if (b.seqs.length > 0) this.forget(p, b);
           return;
         }
         msg = { type: 'replication', entries: list };
@@ -351,9 +409,11 @@ export class ReplicationSender {
     const seq = sequenceOf(bytes);
     const first = b.seqs.length === 0;
     if (!first) p.inFlight.delete(b.seqs[0]!);
+    else if (b.kind === 'replication') p.replicationInFlight++;
     b.seqs.unshift(seq);
     if (b.seqs.length > 4) for (const s of b.seqs.splice(4)) this.bySeq.delete(s);
     b.sentAt = this.now();
+    b.attempts++;
     p.inFlight.set(seq, b);
     this.bySeq.set(seq, { peer: p, batch: b });
     if (first && b.kind === 'resync-data' && p.resync) {
@@ -362,13 +422,6 @@ export class ReplicationSender {
     }
     this.stats.entriesSent += entries;
     this.stats.messagesSent++;
-    if (p.inFlight.size > MAX_IN_FLIGHT) {
-      const oldest = p.inFlight.entries().next().value;
-      if (oldest && oldest[1].kind === 'replication') {
-        this.stats.overflow++;
-        this.forget(p, oldest[1]);
-      }
-    }
     if (this.dropRate > 0 && b.kind !== 'resync-done' && this.random() < this.dropRate) {
       this.stats.dropped++;
       return;
@@ -378,6 +431,7 @@ export class ReplicationSender {
 
   private forget(p: PeerQueue, b: Batch): void {
     if (b.seqs.length > 0) p.inFlight.delete(b.seqs[0]!);
+    if (b.kind === 'replication' && b.seqs.length > 0 && !b.acked) p.replicationInFlight--;
     for (const s of b.seqs) this.bySeq.delete(s);
   }
 }

@@ -27,6 +27,9 @@ import type { ReplicationReceiver, ReplicationSender } from './replication.ts';
 import type { AffinityFlow } from './store.ts';
 
 /** Host name of the identity-info segment that marks a heartbeat as a takeover notice to agents. */
+/** A dead peer's replication queue is kept this long (it may only have stalled), then dropped. */
+const FORGET_PEER_MS = 30_000;
+
 /** Must equal TAKEOVER_NOTICE in host/agent/agent.ts (kept apart so a manager never loads the firmware host; a test pins both). */
 export const TAKEOVER_NOTICE = 'wasmlb-takeover';
 
@@ -88,6 +91,7 @@ export class RoleController {
   /** The primary this backup mirrors (its resync), and when the resync was asked for. */
   private resyncFrom: { peer: number; epoch: number; id: number; requestedAt: number; startedAt: number } | null = null;
   private blockedLogged = false;
+  private lastCheckAt = 0;
 
   constructor(opts: RoleControllerOptions) {
     this.manager = opts.manager;
@@ -151,6 +155,10 @@ export class RoleController {
 
   /** Routes the messages between managers. */
   handle(msg: ServiceMessage, from: Endpoint): void {
+    // Any authenticated message from a live peer shows it is alive: under a replication burst its
+    // heartbeats queue behind the data in the same socket, and must not look like silence.
+    const peer = this.peers.get(msg.sender);
+    if (peer?.alive) peer.lastHeard = this.now();
     switch (msg.type) {
       case 'heartbeat':
         this.onHeartbeat(msg, from);
@@ -235,7 +243,7 @@ export class RoleController {
 
     if (this.manager.active) {
       if (p.role === 'primary' && p.overlaps && beats(p, this.self())) this.stepDown(p);
-      else if (p.role === 'backup' && !this.sender.hasPeer(p.id)) this.sender.addPeer(p.id, from);
+      else if (p.role === 'backup') this.sender.addPeer(p.id, from); // new, or back from a stall
       return;
     }
     if (p.role === 'primary' && p.overlaps) {
@@ -271,14 +279,17 @@ export class RoleController {
   private check(): void {
     const now = this.now();
     const misses = this.manager.cfg.timers.heartbeatMisses;
-    const died: PeerState[] = [];
+    // This check itself ran late: our own event loop stalled (a burst of work), so heartbeats may be
+    // waiting in the socket. Let them be read before anybody is declared dead.
+    const late = now - this.lastCheckAt > this.manager.cfg.timers.heartbeatInterval;
+    this.lastCheckAt = now;
+    if (late) return;
     for (const p of this.peers.values()) {
       if (p.alive && now - p.lastHeard > p.intervalMs * misses) {
         p.alive = false;
-        this.sender.removePeer(p.id);
-        died.push(p);
+        this.sender.pausePeer(p.id);
         this.onEvent('peer-dead', { peer: p.name, role: p.role, epoch: p.epoch, silentMs: Math.round(now - p.lastHeard) });
-      }
+      } else if (!p.alive && this.sender.hasPeer(p.id) && now - p.lastHeard > FORGET_PEER_MS) this.sender.removePeer(p.id);
     }
     if (this.manager.active) return;
 

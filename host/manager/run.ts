@@ -37,13 +37,31 @@ export function securityOf(config: WasmlbConfig): { keyring?: Keyring; verifier?
   return { keyring, verifier: new SecurityVerifier({ keyring, required: s.require }) };
 }
 
-export async function runManager(opts: ManagerRunOptions): Promise<ServiceManager> {
-  const log = createLogger({ level: opts.logLevel, name: 'wasmlb-manager', destination: 2, bindings: { manager: opts.manager.identity } });
+/** A manager with its failover parts, wired (the process body of `wasmlb manager`, also used in-process by the benchmark). */
+export interface ManagerNode {
+  manager: ServiceManager;
+  channel: ServiceChannel;
+  sender: ReplicationSender;
+  receiver: ReplicationReceiver;
+  role: RoleController;
+  /** Role, store size and digest, replication and security counters (the "stats" log event). */
+  failoverStats(): Record<string, unknown>;
+  /** Stops timers; with `withdraw`, cancels the manager's wildcards on the agents. */
+  close(withdraw: boolean): Promise<void>;
+}
+
+export interface ManagerNodeOptions extends Omit<ManagerRunOptions, 'logLevel' | 'statsIntervalMs'> {
+  onEvent: (event: string, fields: Record<string, unknown>) => void;
+  /** Fraction of replication messages not sent (fault injection); default from WASMLB_FAULT_DROP_REPLICATION. */
+  dropRate?: number | undefined;
+}
+
+export async function openManagerNode(opts: ManagerNodeOptions): Promise<ManagerNode> {
   const socket = await ControlSocket.open({ bind: opts.manager.control });
   const sec = securityOf(opts.config);
   const channel = new ServiceChannel({ socket, sender: managerId(opts.manager.identity), ...sec });
   const now = (): number => Math.floor(performance.now());
-  const onEvent = (event: string, fields: Record<string, unknown>): void => log.info({ event, ...fields });
+  const onEvent = opts.onEvent;
   let sender: ReplicationSender | null = null;
   const manager = new ServiceManager({
     config: opts.config,
@@ -54,20 +72,27 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     onAffinitySent: (flow) => sender?.track(flow),
     onEvent,
   });
-  sender = new ReplicationSender({ channel, store: manager.store, now, config: opts.manager.replication, dropRate: faultDropRateFromEnv(), onEvent });
+  const replicationSender = new ReplicationSender({
+    channel,
+    store: manager.store,
+    now,
+    config: opts.manager.replication,
+    dropRate: opts.dropRate ?? faultDropRateFromEnv(),
+    onEvent,
+  });
+  sender = replicationSender;
   const receiver = new ReplicationReceiver(manager, channel, opts.config.managers.map((m) => m.identity));
   const role = new RoleController({
     manager,
     channel,
     config: opts.config,
-    sender,
+    sender: replicationSender,
     receiver,
     peers: opts.peers ?? configPeers(opts.config, opts.manager),
     now,
     onEvent,
   });
   manager.extraHandler = (msg, from) => role.handle(msg, from);
-  channel.onRefusal((err, from) => log.debug({ event: 'refused', code: err.code, from: `${from.address}:${from.port}` }));
   const failoverStats = (): Record<string, unknown> => ({
     role: role.role,
     epoch: role.epoch,
@@ -75,24 +100,43 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     flows: manager.store.size,
     digest: storeDigest(manager.store.entries()),
     roles: role.stats,
-    sent: sender!.stats,
+    sent: replicationSender.stats,
     received: receiver.stats,
     security: sec.verifier?.counters ?? null,
     refusedByCode: channel.stats.refusedByCode,
   });
   manager.start();
-  sender.start();
+  replicationSender.start();
   role.start();
-  log.info({ event: 'ready', role: opts.manager.role, control: socket.local, id: manager.id });
-  const statsTimer = opts.statsIntervalMs ? setInterval(() => log.info({ event: 'stats', ...failoverStats() }), opts.statsIntervalMs) : null;
+  return {
+    manager,
+    channel,
+    sender: replicationSender,
+    receiver,
+    role,
+    failoverStats,
+    close: async (withdraw) => {
+      role.stop();
+      replicationSender.stop();
+      await manager.stop(withdraw);
+      socket.flush();
+      await channel.close();
+    },
+  };
+}
+
+export async function runManager(opts: ManagerRunOptions): Promise<ServiceManager> {
+  const log = createLogger({ level: opts.logLevel, name: 'wasmlb-manager', destination: 2, bindings: { manager: opts.manager.identity } });
+  const node = await openManagerNode({ ...opts, onEvent: (event, fields) => log.info({ event, ...fields }) });
+  const { manager, channel } = node;
+  channel.onRefusal((err, from) => log.debug({ event: 'refused', code: err.code, from: `${from.address}:${from.port}` }));
+  log.info({ event: 'ready', role: opts.manager.role, control: channel.socket.local, id: manager.id });
+  const statsTimer = opts.statsIntervalMs ? setInterval(() => log.info({ event: 'stats', ...node.failoverStats() }), opts.statsIntervalMs) : null;
   const shutdown = async (): Promise<void> => {
     if (statsTimer) clearInterval(statsTimer);
-    role.stop();
-    sender!.stop();
-    await manager.stop(true);
-    socket.flush();
-    log.info({ event: 'stopped', stats: manager.stats, failover: failoverStats() });
-    await channel.close();
+    const failover = node.failoverStats();
+    await node.close(true);
+    log.info({ event: 'stopped', stats: manager.stats, failover });
     process.exit(0);
   };
   process.once('SIGTERM', () => void shutdown());
