@@ -10,6 +10,7 @@ import {
   type DeniedSegment,
   type FixedAffinity as WireFixed,
   type FixedEntry,
+  type IdentityInfo,
   type ServiceMessage,
   type MessageOf,
   type WildcardAffinity as WireWildcard,
@@ -37,6 +38,8 @@ export interface AgentOptions {
   sink: PacketSink;
   now: () => number;
   holdQueue?: { size: number; deadlineMs: number };
+  /** Who this agent is (identity info segment in its interest matches). */
+  identity?: IdentityInfo | undefined;
   /** Called with every fixed affinity installed (or deleted, TTL 0) from an affinity update. */
   onFixedInstalled?: ((e: FixedEntry) => void) | undefined;
   /** Called for each control-plane event worth a log line. */
@@ -95,6 +98,9 @@ export class ForwardingAgent {
   private readonly owners = new Interner<number>((v) => String(v));
   /** Interest address:port ↔ firmware interest target indices. */
   private readonly targets = new Interner<Endpoint>(endpointKey);
+  /** Latest service manager interest data per owner, echoed in interest matches to that manager. */
+  private readonly managerData = new Map<number, Uint8Array>();
+  private readonly identity: IdentityInfo | undefined;
   private readonly fixedBase: number;
   private readonly fixedEntryBytes: number;
   private readonly mem: Uint8Array;
@@ -106,6 +112,7 @@ export class ForwardingAgent {
     this.now = opts.now;
     this.onEvent = opts.onEvent ?? (() => undefined);
     this.onFixedInstalled = opts.onFixedInstalled;
+    this.identity = opts.identity;
     this.hold = new HoldQueue(opts.holdQueue?.size ?? 1024, opts.holdQueue?.deadlineMs ?? 20);
     const fw = this.firmware;
     const layout = fw.raw.layout();
@@ -198,9 +205,10 @@ export class ForwardingAgent {
       reason: fw.interestBits(i),
     };
     const packet = attach ? fw.packet(i) : undefined;
+    const echo = { identity: this.identity, managerInterestData: this.managerData.get(fw.owner(i)) };
     const msg: Outgoing = fixed
-      ? { type: 'interest-match-fixed', identifier, packet }
-      : { type: 'interest-match-wildcard', identifier, packet };
+      ? { type: 'interest-match-fixed', identifier, packet, ...echo }
+      : { type: 'interest-match-wildcard', identifier, packet, ...echo };
     this.control.send(msg, target);
   }
 
@@ -284,6 +292,7 @@ export class ForwardingAgent {
 
   private applyWildcards(msg: MessageOf<'affinity-update-wildcard'>, from: Endpoint): void {
     const owner = this.owners.intern(msg.sender);
+    this.keepInterestData(owner, msg.managerInterestData);
     const denied: DeniedSegment[] = [];
     const refused: WireWildcard[] = [];
     for (const e of msg.wildcards) {
@@ -309,6 +318,7 @@ export class ForwardingAgent {
 
   private applyFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
     const owner = this.owners.intern(msg.sender);
+    this.keepInterestData(owner, msg.managerInterestData);
     const denied: DeniedSegment[] = [];
     const refused: WireFixed[] = [];
     const released: Uint8Array[] = [];
@@ -342,6 +352,11 @@ export class ForwardingAgent {
       if (msg.packet) this.stats.packetsReturned++;
       this.runPackets(packets, owner ?? 0);
     }
+  }
+
+  private keepInterestData(owner: number | undefined, data: Uint8Array | undefined): void {
+    // Copied: the decoded segment is a view into a datagram buffer that is not ours to keep.
+    if (owner !== undefined && data !== undefined) this.managerData.set(owner, Uint8Array.from(data));
   }
 
   private deny(

@@ -1,0 +1,125 @@
+// The agent host against a manager played by this test over real UDP sockets: interest data echo,
+// hold queue (one interest match per held flow, release on the affinity update, deadline → manager),
+// IP packet only messages, and malformed control datagrams counted, never fatal.
+import { afterEach, describe, expect, it } from 'vitest';
+import { ipToU32, type ServiceMessage } from '../../../host/protocol/index.ts';
+import { ServiceChannel } from '../../../host/transport/channel.ts';
+import { ControlSocket, type Endpoint } from '../../../host/transport/udp.ts';
+import { TestAgent } from '../../support/agent.ts';
+import { dstOf, tcp, TCP_ACK, TCP_SYN } from '../../support/packets.ts';
+
+const VIP = '10.0.0.100';
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of closers.splice(0)) await c();
+});
+
+async function fakeManager(): Promise<{ ch: ServiceChannel; got: ServiceMessage[]; ep: Endpoint }> {
+  const socket = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
+  const ch = new ServiceChannel({ socket, sender: 4242 });
+  const got: ServiceMessage[] = [];
+  ch.onMessage((m) => got.push(m));
+  closers.push(() => ch.close());
+  return { ch, got, ep: socket.local };
+}
+
+async function startAgent(): Promise<TestAgent> {
+  const a = await TestAgent.start();
+  closers.push(() => a.close());
+  return a;
+}
+
+const agentEp = (a: TestAgent): Endpoint => a.channel.socket.local;
+
+function wildcard(mgr: Endpoint, opts: { hold?: boolean; data?: boolean } = {}): Parameters<ServiceChannel['send']>[0] {
+  return {
+    type: 'affinity-update-wildcard',
+    servicePrecedence: { value: 100, wildcardFirst: false },
+    backupPrecedence: 200,
+    managerInterestData: Uint8Array.from([1, 2, 3]),
+    wildcards: [
+      {
+        affinity: { protocol: 6, srcAddr: 0, srcMask: 0, dstAddr: ipToU32(VIP), dstMask: 0xffffffff, srcPort: 0, dstPort: 80, flags: 0, ttlMs: 30_000 },
+        actions: [{ kind: 'interest-criteria', addr: ipToU32(mgr.address), port: mgr.port, mask: 1 << 15, data: opts.data ?? true, copy: false, hold: opts.hold ?? false }],
+      },
+    ],
+  };
+}
+
+function fixedFor(client: string, cport: number, backend: string): Parameters<ServiceChannel['send']>[0] {
+  return {
+    type: 'affinity-update-fixed',
+    fixed: [
+      {
+        affinity: { protocol: 6, srcAddr: ipToU32(client), srcPort: cport, dstAddr: ipToU32(VIP), dstPort: 80, flags: 0, ttlMs: 10_000 },
+        actions: [{ kind: 'nat', dstAddr: ipToU32(backend), dstPort: 8080 }],
+      },
+    ],
+  };
+}
+
+describe('ForwardingAgent', () => {
+  it('echoes the manager’s interest data in its interest matches, with the packet', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    mgr.ch.send(wildcard(mgr.ep), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 1, 'the wildcard');
+    agent.send(tcp('10.9.0.1', 40000, VIP, 80, TCP_SYN));
+    await agent.until(() => mgr.got.length === 1, 'an interest match');
+    const m = mgr.got[0]!;
+    expect(m.type).toBe('interest-match-wildcard');
+    if (m.type !== 'interest-match-wildcard') return;
+    expect([...(m.managerInterestData ?? [])]).toEqual([1, 2, 3]);
+    expect(m.identifier).toMatchObject({ srcAddr: ipToU32('10.9.0.1'), srcPort: 40000, dstAddr: ipToU32(VIP), dstPort: 80, protocol: 6 });
+    expect(m.identifier.reason).toBe(1 << 15); // matched bits: the wildcard asked for all packets
+    expect(m.packet && dstOf(m.packet)).toBe(`${VIP}:80`);
+  });
+
+  it('holds a new flow’s packets, asks once, and forwards them in order when the affinity arrives', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    mgr.ch.send(wildcard(mgr.ep, { hold: true, data: false }), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 1, 'the wildcard');
+    agent.send(tcp('10.9.0.2', 40001, VIP, 80, TCP_SYN, { seq: 1 }), tcp('10.9.0.2', 40001, VIP, 80, TCP_ACK, { seq: 2 }));
+    expect(agent.agent.hold.size).toBe(2);
+    await agent.until(() => mgr.got.length === 1, 'one interest match');
+    await new Promise((r) => setTimeout(r, 5));
+    expect(mgr.got.length).toBe(1);
+    mgr.ch.send(fixedFor('10.9.0.2', 40001, '10.0.1.7'), agentEp(agent));
+    await agent.until(() => agent.out.length === 2, 'the held packets');
+    expect(agent.out.map((o) => dstOf(o.packet))).toEqual(['10.0.1.7:8080', '10.0.1.7:8080']);
+    expect(agent.out.map((o) => o.packet.readUInt32BE(24))).toEqual([1, 2]); // TCP seq: arrival order
+    expect(agent.agent.hold.size).toBe(0);
+  });
+
+  it('sends a held packet to the manager when its deadline passes', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    mgr.ch.send(wildcard(mgr.ep, { hold: true, data: false }), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 1, 'the wildcard');
+    agent.send(tcp('10.9.0.3', 40002, VIP, 80, TCP_SYN));
+    // First the interest match without the packet, then (deadline 20 ms) the packet itself.
+    await agent.until(() => mgr.got.some((m) => m.type === 'interest-match-wildcard' && m.packet !== undefined), 'the expired packet');
+    expect(agent.agent.stats.holdExpired).toBe(1);
+    expect(agent.agent.hold.size).toBe(0);
+  });
+
+  it('forwards IP packet only messages through the firmware', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    mgr.ch.send({ type: 'ip-packet-only', packet: tcp('10.9.0.4', 40003, '10.5.5.5', 22, TCP_SYN) }, agentEp(agent));
+    await agent.until(() => agent.out.length === 1, 'the forwarded packet');
+    expect(dstOf(agent.out[0]!.packet)).toBe('10.5.5.5:22');
+  });
+
+  it('counts malformed control datagrams by reason and keeps working', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    mgr.ch.socket.sendNow(Buffer.from('not a service message at all'), agentEp(agent));
+    mgr.ch.socket.sendNow(Buffer.alloc(3), agentEp(agent));
+    await agent.until(() => agent.channel.stats.refused === 2, 'two refusals');
+    expect(Object.keys(agent.channel.stats.refusedByCode).length).toBeGreaterThan(0);
+    mgr.ch.send(wildcard(mgr.ep), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 1, 'the wildcard after the garbage');
+  });
+});
