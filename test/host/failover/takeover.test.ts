@@ -136,6 +136,7 @@ describe('failover: kill -9 of the primary', () => {
     const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
     await b.proc.waitForEvent('resync-complete');
     await openFlows(agent, '10.1', 40);
+    await statsWhere(b, (s) => s.flows === 40); // replicated before the kill
     a.proc.kill('SIGKILL');
     await b.proc.waitForEvent('takeover', 5000);
     const a2 = await startManager(cfg.file, 'mgr-a', agent.endpoint, [b.control]);

@@ -12,6 +12,17 @@ import { ServiceChannel } from '../../../host/transport/channel.ts';
 import { ControlSocket } from '../../../host/transport/udp.ts';
 
 const now = (): number => Math.floor(performance.now());
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const closers: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -50,6 +61,7 @@ async function pair(opts: { dropRate?: number; resendAfter?: number; refreshPeri
     now,
     config: { ...pm.replication, resendAfter: opts.resendAfter ?? pm.replication.resendAfter, refreshPeriod: opts.refreshPeriod ?? pm.replication.refreshPeriod },
     dropRate: opts.dropRate ?? 0,
+    random: mulberry32(7), // deterministic losses
   });
   closers.push(() => sender.stop());
   const receiver = new ReplicationReceiver(b.manager, b.channel, ['p', 'b']);
