@@ -152,12 +152,15 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
   });
 
   it('without --setup prints the ip commands (device, VIP route once a wildcard advertises it) and changes nothing', async () => {
+    // Unicast only: no multicast membership, and the managers were not told about this agent; it
+    // announces itself to them (--manager) and so receives their wildcards.
+    const unicast = writeConfig(config(topo).replace(/multicast: \{[^}]*\}/, 'multicast: { enabled: false }'));
     const dry = spawnWasmlbIn(topo.netns.router, [
-      'agent', '--tun', 'wlbx0', '--config', cfg.file, '--control', '127.0.0.1:7600', '--address', '10.98.0.1/24', '--log-level', 'info',
+      'agent', '--tun', 'wlbx0', '--config', unicast.file, '--control', '127.0.0.1:7600', '--address', '10.98.0.1/24',
+      '--manager', '127.0.0.1:7501,127.0.0.1:7502', '--log-level', 'info',
     ]);
     try {
-      await dry.waitForEvent('ready', 20_000);
-      // The live manager's wildcards reach this agent too, by multicast on lo.
+      expect(await dry.waitForEvent('ready', 20_000)).toMatchObject({ multicast: null });
       await dry.waitFor((e) => e.event === 'vips', 5000);
       expect(dry.stdout).toContain('ip addr replace 10.98.0.1/24 dev wlbx0');
       expect(dry.stdout).toContain('ip link set dev wlbx0 up');
@@ -168,6 +171,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     } finally {
       dry.kill('SIGTERM');
       expect(await dry.exited).toEqual({ code: 0, signal: null });
+      unicast.cleanup();
     }
   });
 
