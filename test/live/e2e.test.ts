@@ -5,6 +5,9 @@
 // connections work again within a second; the agent stops cleanly and runs on two queues as well.
 
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeConfig } from '../support/agent.ts';
 import type { WasmlbProcess } from '../support/process.ts';
@@ -45,11 +48,12 @@ vips:
 `;
 }
 
+let cfg: { file: string; cleanup: () => void };
+const keyFile = (): string => path.join(path.dirname(cfg.file), 'key.hex');
 const routes = (topo: Topology): string => spawnSync('ip', ['-n', topo.netns.router, 'route'], { encoding: 'utf8' }).stdout;
 
 describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primary and backup managers', () => {
   let topo: Topology;
-  let cfg: { file: string; cleanup: () => void };
   let agent: WasmlbProcess;
   let primary: WasmlbProcess;
   let backup: WasmlbProcess;
@@ -57,7 +61,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
   const base = (): string => `http://${topo.vip}:${topo.servicePort}`;
 
   const startAgent = async (extra: string[] = []): Promise<WasmlbProcess> => {
-    const p = spawnWasmlbIn(topo.netns.router, ['agent', '--tun', topo.router.tunName, '--config', cfg.file, '--setup', '--log-level', 'info', ...extra]);
+    const p = spawnWasmlbIn(topo.netns.router, ['agent', '--tun', topo.router.tunName, '--config', cfg.file, '--key-file', keyFile(), '--setup', '--log-level', 'info', ...extra]);
     await p.waitForEvent('ready', 20_000);
     return p;
   };
@@ -66,9 +70,11 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     removeLeftovers();
     topo = await topologyUp({ prefix: PREFIX, backends: 2 });
     cfg = writeConfig(config(topo));
+    // Every control message authenticated (HMAC-SHA256, required), as in a real deployment.
+    writeFileSync(keyFile(), randomBytes(32).toString('hex') + '\n', { mode: 0o600 });
     agent = await startAgent();
     const manager = (role: string): WasmlbProcess =>
-      spawnWasmlbIn(topo.netns.router, ['manager', '--config', cfg.file, '--role', role, '--agent', AGENT_CONTROL, '--log-level', 'info']);
+      spawnWasmlbIn(topo.netns.router, ['manager', '--config', cfg.file, '--key-file', keyFile(), '--role', role, '--agent', AGENT_CONTROL, '--log-level', 'info']);
     primary = manager('primary');
     backup = manager('backup');
     await Promise.all([primary.waitForEvent('ready', 20_000), backup.waitForEvent('ready', 20_000)]);
@@ -156,7 +162,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     // announces itself to them (--manager) and so receives their wildcards.
     const unicast = writeConfig(config(topo).replace(/multicast: \{[^}]*\}/, 'multicast: { enabled: false }'));
     const dry = spawnWasmlbIn(topo.netns.router, [
-      'agent', '--tun', 'wlbx0', '--config', unicast.file, '--control', '127.0.0.1:7600', '--address', '10.98.0.1/24',
+      'agent', '--tun', 'wlbx0', '--config', unicast.file, '--key-file', keyFile(), '--control', '127.0.0.1:7600', '--address', '10.98.0.1/24',
       '--manager', '127.0.0.1:7501,127.0.0.1:7502', '--log-level', 'info',
     ]);
     try {
@@ -218,7 +224,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
 
   it('on two queues: the old primary returns as backup, and a download survives a SIGKILL of the new primary', async () => {
     // mgr-a comes back; mgr-b answers now, so mgr-a stays backup and resyncs from it.
-    primary = spawnWasmlbIn(topo.netns.router, ['manager', '--config', cfg.file, '--role', 'primary', '--agent', AGENT_CONTROL, '--log-level', 'info']);
+    primary = spawnWasmlbIn(topo.netns.router, ['manager', '--config', cfg.file, '--key-file', keyFile(), '--role', 'primary', '--agent', AGENT_CONTROL, '--log-level', 'info']);
     await primary.waitForEvent('resync-complete', 20_000);
     expect(primary.events.some((e) => e.event === 'takeover')).toBe(false);
     await downloadAcrossKill(backup, primary, 'two queues');
