@@ -124,6 +124,42 @@ describe('failover: kill -9 of the primary', () => {
     await statsWhere(b, (s) => s.flows === 170); // mgr-b mirrors mgr-a now
   });
 
+  it('a primary that was only frozen (SIGSTOP) and resumes steps down to the higher epoch: one primary', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+    await openFlows(agent, '10.1', 60);
+    await statsWhere(b, (s) => s.flows === 60);
+    const before = agent.backendMap();
+    a.proc.kill('SIGSTOP');
+    await b.proc.waitForEvent('takeover', 5000);
+    await agent.waitNotice();
+    await openFlows(agent, '10.2', 20);
+    a.proc.kill('SIGCONT');
+    const down = await a.proc.waitForEvent('step-down', 5000);
+    expect(down['to']).toBe('mgr-b');
+    await statsWhere(a, (s) => s.role === 'backup' && s.flows === 80);
+    await statsWhere(b, (s) => s.role === 'primary' && s.flows === 80);
+    expect(b.proc.events.some((e) => e.event === 'step-down')).toBe(false);
+    // Old and new flows keep their backends; new flows are still answered.
+    for (const [k] of before) {
+      const [ip, port] = k.split(':').map(Number) as [number, number];
+      agent.send(`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port);
+    }
+    await agent.settle();
+    for (const [k, backend] of before) expect(new Set(agent.flows.get(k)!.backends)).toEqual(new Set([backend]));
+    const fresh = await openFlows(agent, '10.3', 10);
+    for (const k of fresh) expect(agent.flows.get(k)!.backends.length).toBe(1);
+    await statsWhere(b, (s) => s.flows === 90);
+  });
+
   it('without preempt the returning primary stays backup', async () => {
     const { text, config } = failoverConfig([
       { identity: 'mgr-a', role: 'primary' },
