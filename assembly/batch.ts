@@ -22,9 +22,9 @@ import {
   W_ACTIONS, W_FORWARD_IP, W_HITS, W_INTEREST_MASK, W_INTEREST_TARGET, W_NAT_ADDR, W_NAT_PORT, W_OWNER,
   W_SERVICE_PREC, W_SRC_NAT_ADDR, W_SRC_NAT_PORT, X_ACK_DELTA, X_ACK_INIT, X_FORWARD_IP, X_SEQ_DELTA,
   X_SEQ_INIT, X_SRC_ADDR, X_SRC_PORT, advertisedCount, descBase, extBase, fixedBase, patternCount, pktBase,
-  wcBase, wcSearchFirst, fixedSlots,
+  wcBase, wcSearchFirst, fixedSlots, fixedMaxDisp,
 } from './layout';
-import { fixedFind } from './fixed';
+import { KEY1_MASK, isExpired } from './fixed';
 import { advertised, wcLookup } from './wildcard';
 import { PROTO_TCP, PROTO_UDP, applyNat, applySeqAdjust, infoCount } from './actions';
 
@@ -155,11 +155,20 @@ let touched: u32 = 0;
  * Pass 2 looks up (now from cache), applies the actions and writes the verdicts.
  */
 export function processBatch(count: u32, now: u32): void {
-  const end = descBase + <usize>count * DESC_SIZE;
+  const dBase = descBase;
+  const pBase = pktBase;
+  const fBase = fixedBase;
+  const end = dBase + <usize>count * DESC_SIZE;
   const slots = fixedSlots;
+  // the common outcomes are counted in locals and added to the counters once per batch
+  let nBytes: u64 = 0;
+  let nFixedHits: u64 = 0;
+  let nNat: u64 = 0;
+  let nForwarded: u64 = 0;
+  let nMisses: u64 = 0;
   let sink: u32 = 0;
   let s = SCRATCH;
-  for (let d = descBase; d < end; d += DESC_SIZE, s += 16) {
+  for (let d = dBase; d < end; d += DESC_SIZE, s += 16) {
     // outputs: bytes 12..31
     store<u32>(d, 0, 12);
     store<u64>(d, 0, 16);
@@ -167,12 +176,11 @@ export function processBatch(count: u32, now: u32): void {
     store<u32>(s, 0, 12);
     const off = load<u32>(d, D_OFFSET);
     const len = <u32>load<u16>(d, D_LENGTH);
-    bump(Counter.PACKETS);
     if (off > PACKET_REGION - len) {
       drop(d, R_DESCRIPTOR, Counter.MALFORMED_DESCRIPTOR);
       continue;
     }
-    const p = pktBase + <usize>off;
+    const p = pBase + <usize>off;
     if (len < 20) {
       drop(d, R_TRUNCATED, Counter.MALFORMED_TRUNCATED);
       continue;
@@ -192,7 +200,7 @@ export function processBatch(count: u32, now: u32): void {
       drop(d, R_TOTAL_LENGTH, Counter.MALFORMED_TOTAL_LENGTH);
       continue;
     }
-    bumpBy(Counter.BYTES, tot);
+    nBytes += tot;
     const fragw = swap16(<u32>load<u16>(p, 6));
     const fragOff = fragw & 0x1fff;
     const proto = <u32>load<u8>(p, 9);
@@ -230,9 +238,8 @@ export function processBatch(count: u32, now: u32): void {
     } else if (proto == PROTO_TCP || proto == PROTO_UDP) {
       if (tot > ihl) bits |= BIT_DATA; // a non-first fragment carries data, no ports
     }
-    const k0 = <u64>load<u32>(p, 12) | (<u64>load<u32>(p, 16) << 32);
-    const k1 = <u64>ports | (<u64>proto << 32);
-    const h = hashKey(k0, k1);
+    // saddr | daddr << 32 is the little-endian u64 at offset 12
+    const h = hashKey(load<u64>(p, 12), <u64>ports | (<u64>proto << 32));
     store<u32>(s, h);
     store<u32>(s, ports, 4);
     store<u32>(s, bits, 8);
@@ -243,21 +250,21 @@ export function processBatch(count: u32, now: u32): void {
   s = SCRATCH;
   const send = SCRATCH + <usize>count * 16;
   for (; s < send; s += 16) {
-    const home = fixedBase + <usize>reduce(load<u32>(s), slots) * FIXED_SIZE;
+    const home = fBase + <usize>reduce(load<u32>(s), slots) * FIXED_SIZE;
     sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
   }
   touched = sink;
 
+  const bound = fixedMaxDisp;
   s = SCRATCH;
-  for (let d = descBase; d < end; d += DESC_SIZE, s += 16) {
+  for (let d = dBase; d < end; d += DESC_SIZE, s += 16) {
     const st = load<u32>(s, 12);
     if (!(st & S_OK)) continue;
-    const p = pktBase + <usize>load<u32>(d, D_OFFSET);
+    const p = pBase + <usize>load<u32>(d, D_OFFSET);
     const ihl = (<u32>load<u8>(p) & 15) << 2;
     const tot = swap16(<u32>load<u16>(p, 2));
     const proto = <u32>load<u8>(p, 9);
-    const saddr = load<u32>(p, 12);
-    const daddr = load<u32>(p, 16);
+    const k0 = load<u64>(p, 12);
     const l4 = p + <usize>ihl;
     const ports = load<u32>(s, 4);
     let bits = load<u32>(s, 8);
@@ -265,24 +272,34 @@ export function processBatch(count: u32, now: u32): void {
     const l4ok = (st & S_L4OK) != 0;
 
     const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
-    const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
     const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
 
     if (wcSearchFirst != 0) {
-      const w = wcLookup(saddr, daddr, ports, proto, now, precLimit, true);
+      const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
+      const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, true);
       if (w != 0) {
         onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
         continue;
       }
     }
 
-    const k0 = <u64>saddr | (<u64>daddr << 32);
+    // fixed affinity lookup (fixedFind, inlined here to keep the slot index)
     const k1 = <u64>ports | (<u64>proto << 32);
-    const e = fixedFind(k0, k1, load<u32>(s), now);
+    let i = reduce(load<u32>(s), slots);
+    let e: usize = 0;
+    for (let n: u32 = 0; n <= bound; n++) {
+      const c = fBase + <usize>i * FIXED_SIZE;
+      if (load<u8>(c, F_STATE) == 0) break;
+      if (load<u64>(c) == k0 && (load<u64>(c, 8) & KEY1_MASK) == k1) {
+        if (!isExpired(c, now)) e = c;
+        break;
+      }
+      i = i + 1 == slots ? 0 : i + 1;
+    }
     if (e != 0) {
-      bump(Counter.FIXED_HITS);
+      nFixedHits++;
       store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
-      store<u32>(d, <u32>((e - fixedBase) / FIXED_SIZE), D_AFFINITY);
+      store<u32>(d, i, D_AFFINITY);
       const owner = <u32>load<u16>(e, F_OWNER);
       store<u16>(d, <u16>owner, D_OWNER);
       const actions = <u32>load<u16>(e, F_ACTIONS);
@@ -296,6 +313,21 @@ export function processBatch(count: u32, now: u32): void {
       const prim = load<u32>(e, F_NAT_ADDR);
       const primPort = <u32>load<u16>(e, F_NAT_PORT);
       const x = load<u32>(e, F_EXT);
+      const imask = <u32>load<u16>(e, F_INTEREST_MASK);
+      if (((actions & ~ACT_NAT_ANY) | x | (bits & imask)) == 0) {
+        // common case: at most one NAT half, no extension, no interest match: forward
+        if ((FEATURES & CAP_NAT) && actions != 0) {
+          applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
+            (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, prim, primPort, prim, primPort);
+          nNat++;
+          store<u16>(d, <u16>(DOUT_FIXED | DOUT_REWRITTEN), D_FLAGS_OUT);
+        }
+        store<u8>(d, V_FORWARD, D_VERDICT);
+        nForwarded++;
+        store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
+        store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
+        continue;
+      }
       const xe: usize = x != 0 ? extBase + <usize>(x - 1) * EXT_SIZE : 0;
       let sAddr = prim;
       let sPort = primPort;
@@ -308,7 +340,7 @@ export function processBatch(count: u32, now: u32): void {
         if (actions & ACT_NAT_ANY) fwd = load<u32>(xe, X_FORWARD_IP);
       }
       const forwarded = act(d, p, l4, proto, l4ok, tot, doff, bits, seenOwner, actions,
-        <u32>load<u16>(e, F_INTEREST_MASK), <u32>load<u16>(e, F_INTEREST_TARGET), owner,
+        imask, <u32>load<u16>(e, F_INTEREST_TARGET), owner,
         sAddr, sPort, prim, primPort, fwd, xe);
       if (forwarded) {
         store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
@@ -318,18 +350,25 @@ export function processBatch(count: u32, now: u32): void {
     }
 
     if (patternCount != 0) {
-      const w = wcLookup(saddr, daddr, ports, proto, now, precLimit, false);
+      const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
+      const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, false);
       if (w != 0) {
         onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
         continue;
       }
     }
-    bump(Counter.MISSES);
-    if (advertisedCount != 0 && advertised(daddr)) {
+    nMisses++;
+    if (advertisedCount != 0 && advertised(<u32>(k0 >>> 32))) {
       drop(d, R_ADVERTISED, Counter.DROP_ADVERTISED);
       continue;
     }
     store<u8>(d, V_FORWARD, D_VERDICT);
-    bump(Counter.FORWARDED);
+    nForwarded++;
   }
+  bumpBy(Counter.PACKETS, <u64>count);
+  bumpBy(Counter.BYTES, nBytes);
+  bumpBy(Counter.FIXED_HITS, nFixedHits);
+  bumpBy(Counter.NAT_APPLIED, nNat);
+  bumpBy(Counter.FORWARDED, nForwarded);
+  bumpBy(Counter.MISSES, nMisses);
 }

@@ -5,7 +5,7 @@
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ForwardingFirmware, InterestBit } from '../../../host/agent/wasm.ts';
+import { ForwardingFirmware, InterestBit, type Verdict } from '../../../host/agent/wasm.ts';
 import { TCP, UDP, buildPacket, get16, get32, ipChecksumOf, l4ChecksumOf, type PacketSpec } from './packets.ts';
 import { NOW, catchAll, loadSmall } from './helpers.ts';
 
@@ -181,5 +181,97 @@ describe('robustness', () => {
     expect(fw.counter('NAT_APPLIED')).toBeGreaterThan(0n);
     expect(fw.counter('SEQ_ADJUSTED')).toBeGreaterThan(0n);
     expect(fw.counter('MALFORMED_TOTAL_LENGTH')).toBeGreaterThan(0n);
+  });
+});
+
+describe('counters', () => {
+  // Fixed affinities with every kind of action set, a wildcard that supports them (TCP to port 80 only, so
+  // UDP and other ports miss), and batches mixing hits, misses, expired flows and malformed packets: the
+  // batch counters and the per-affinity counters must agree with the verdicts, packet by packet.
+  const MALFORMED = ['DESCRIPTOR', 'TRUNCATED', 'VERSION', 'IHL', 'TOTAL_LENGTH', 'L4_HEADER'];
+  const NAMES = ['PACKETS', 'BYTES', 'FIXED_HITS', 'WILDCARD_HITS', 'MISSES', 'FORWARDED', 'TO_MANAGER', 'HOLD', 'COPY', 'DROPPED', 'NAT_APPLIED'] as const;
+  const actionSets: Parameters<ForwardingFirmware['installFixed']>[0][] = [];
+  const flows = Array.from({ length: 64 }, (_, i) => ({ proto: TCP, saddr: 0x0a000001 + i, daddr: 0x0b000001, sport: 1000 + i, dport: 80 }));
+  let fw: ForwardingFirmware;
+  beforeAll(async () => {
+    fw = await loadSmall();
+    expect(fw.installWildcard(catchAll({ proto: TCP, dport: 80, ttlSec: 1_000_000 }), NOW)).toBe(0);
+    const kinds = [
+      { natDstAddr: 0x0c000001, natDstPort: 8080 },
+      { natDstAddr: 0x0c000002 },
+      { natSrcAddr: 0x0d000001, natSrcPort: 4000 },
+      { natSrcAddr: 0x0d000002, natDstAddr: 0x0c000003, natDstPort: 81 },
+      {},
+      { natDstAddr: 0x0c000004, interest: { mask: InterestBit.FIN | InterestBit.RST, target: 1, data: true } },
+      { natDstAddr: 0x0c000005, interest: { mask: InterestBit.SYN, target: 2, copy: true } },
+      { interest: { mask: InterestBit.PSH, target: 3, hold: true } },
+      { natDstAddr: 0x0c000006, seqAdjust: { seqInit: 0, seqDelta: 7, ackInit: 0, ackDelta: 3 } },
+      { dispatch: 0x0e000001, info: true },
+      { natDstAddr: 0x0c000007, dispatch: 0x0e000002 },
+      { dispatch: 0 },
+      { drop: true },
+    ];
+    flows.forEach((k, i) => {
+      const a = { ...k, ttlSec: i % 16 === 15 ? 1 : 1000, owner: 1 + (i % 3), ...kinds[i % kinds.length]! };
+      actionSets.push(a);
+      expect(fw.installFixed(a, NOW)).toBe(0);
+    });
+  });
+
+  it('batch counters and per-affinity packets/bytes agree with the verdicts', () => {
+    const pick = fc.record({
+      kind: fc.constantFrom('hit', 'hit', 'hit', 'miss-udp', 'miss-port', 'truncated', 'bad-version'),
+      flow: fc.integer({ min: 0, max: flows.length - 1 }),
+      flags: fc.integer({ min: 0, max: 0x3f }),
+      payload: fc.integer({ min: 0, max: 40 }),
+    });
+    fc.assert(
+      fc.property(fc.array(pick, { minLength: 1, maxLength: 64 }), fc.boolean(), (picks, late) => {
+        const now = late ? NOW + 5_000 : NOW; // flows with a 1 s TTL have expired when late
+        const before = NAMES.map((n) => fw.counter(n));
+        const flowBefore = flows.map((k) => fw.lookupFixed(k, NOW)!);
+        const lens: number[] = [];
+        picks.forEach((p, i) => {
+          const k = flows[p.flow]!;
+          let b = buildPacket({ ...k, proto: p.kind === 'miss-udp' ? UDP : TCP, dport: p.kind === 'miss-port' ? 81 : k.dport, flags: p.flags, payload: new Uint8Array(p.payload) });
+          if (p.kind === 'truncated') b = b.slice(0, 12);
+          if (p.kind === 'bad-version') b[0] = 0x65;
+          fw.writePacket(i, b);
+          lens.push(b.length);
+        });
+        fw.process(picks.length, now);
+        const v = picks.map((_, i) => fw.verdict(i));
+        const d = Object.fromEntries(NAMES.map((n, j) => [n, fw.counter(n) - before[j]!]));
+        const count = (f: (x: Verdict, i: number) => boolean): bigint => BigInt(v.filter(f).length);
+        expect(d.PACKETS).toBe(BigInt(picks.length));
+        expect(d.BYTES).toBe(lens.reduce((s, l, i) => s + (MALFORMED.includes(v[i]!.reason) ? 0n : BigInt(l)), 0n));
+        expect(d.FORWARDED).toBe(count((x) => x.verdict === 'FORWARD'));
+        expect(d.TO_MANAGER).toBe(count((x) => x.verdict === 'TO_MANAGER'));
+        expect(d.HOLD).toBe(count((x) => x.verdict === 'HOLD'));
+        expect(d.COPY).toBe(count((x) => x.verdict === 'COPY'));
+        expect(d.DROPPED).toBe(count((x) => x.verdict === 'DROP'));
+        expect(d.FIXED_HITS).toBe(count((x) => x.fixedHit));
+        expect(d.WILDCARD_HITS).toBe(count((x) => x.wildcardHit));
+        expect(d.MISSES).toBe(count((x) => !x.fixedHit && !x.wildcardHit && !MALFORMED.includes(x.reason)));
+        const natOf = (i: number): boolean => {
+          const a = actionSets[picks[i]!.flow]!;
+          return a.natSrcAddr !== undefined || a.natSrcPort !== undefined || a.natDstAddr !== undefined || a.natDstPort !== undefined;
+        };
+        const diverted = (x: Verdict): boolean => x.verdict === 'TO_MANAGER' || x.verdict === 'HOLD';
+        expect(d.NAT_APPLIED).toBe(count((x, i) => x.fixedHit && natOf(i) && !diverted(x) && x.reason !== 'ACTION'));
+        // hits are on the flows picked (and only live ones), expired flows are not hits
+        picks.forEach((p, i) => {
+          const live = !late || actionSets[p.flow]!.ttlSec !== 1;
+          expect(v[i]!.fixedHit).toBe(p.kind === 'hit' && live);
+        });
+        flows.forEach((k, f) => {
+          const after = fw.lookupFixed(k, NOW)!;
+          const mine = picks.map((p, i) => [p, v[i]!, lens[i]!] as const).filter(([p, x]) => p.flow === f && x.fixedHit && !diverted(x));
+          expect(after.packets - flowBefore[f]!.packets).toBe(mine.length);
+          expect(after.bytes - flowBefore[f]!.bytes).toBe(mine.reduce((s, [, , l]) => s + BigInt(l), 0n));
+        });
+      }),
+      { numRuns: 1000, seed: 4 },
+    );
   });
 });
