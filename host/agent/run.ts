@@ -6,10 +6,11 @@
 // wildcard multicast membership and the tick timer. With `--queues N` the device is opened with N queues
 // (IFF_MULTI_QUEUE) and each queue runs its own QueueAgent on its own worker thread (host/agent/tun-worker.ts):
 // nothing is shared between them, so the hot path never crosses threads. Each queue has its own control
-// socket (control port + queue index): a manager answers an interest match to the socket it came from, so
-// every queue learns the fixed affinities of the flows the kernel hashes to it; wildcards reach every queue
-// by multicast (each joins the group) or by unicast to each queue's socket. The main thread only opens the
-// device, keeps the VIP routes, serves metrics/status and logs.
+// socket (control port + queue index): a manager answers an interest match to the socket it came from;
+// wildcards reach every queue by multicast (each joins the group) or by unicast to each queue's socket.
+// The only traffic between threads is control-plane: every fixed affinity update a queue receives is
+// passed on (without its packet) to the other queues, because the kernel may hash a flow's other direction
+// to another queue. The main thread opens the device, keeps the VIP routes, serves metrics/status, logs.
 //
 // Nothing on the host changes silently: without `--setup` the `ip` commands it would run (the device's
 // addresses and routes, and one route per advertised VIP while its wildcard affinity lives) are printed
@@ -105,6 +106,12 @@ export interface QueueAgentOptions {
   sender: number;
   onEvent: EventSink;
   onVipsChanged: (prefixes: string[]) => void;
+  /**
+   * Called with every fixed affinity update a manager sent this queue (packet stripped), so the other
+   * queues can install the same affinities (`applyShared`): the kernel may hash a flow's other direction
+   * to another queue.
+   */
+  onFixedUpdate?: ((msg: MessageOf<'affinity-update-fixed'>, from: Endpoint) => void) | undefined;
 }
 
 /** What a queue reports for metrics and status (structured-clonable, so a worker can post it). */
@@ -205,8 +212,14 @@ export class QueueAgent {
     this.channel.sendMany({ type: 'interest-match-wildcard', identifier, packet: undefined }, this.opts.managers);
   }
 
+  /** A fixed affinity update another queue received: installed here too (its packet stays there). */
+  applyShared(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
+    this.agent.handleMessage({ ...msg, packet: undefined }, from);
+  }
+
   private onControl(msg: ServiceMessage, from: Endpoint): void {
     const now = Math.floor(performance.now());
+    if (msg.type === 'affinity-update-fixed' && this.opts.onFixedUpdate) this.opts.onFixedUpdate({ ...msg, packet: undefined }, from);
     if (msg.type === 'affinity-update-wildcard') this.vips.onWildcards(msg, now);
     const notices = this.agent.stats.takeoverNotices;
     this.agent.handleMessage(msg, from);
@@ -289,6 +302,8 @@ export interface RunningAgent {
 /** A queue run in this thread or on a worker: the same surface to the main thread. */
 interface QueueHandle {
   control: Endpoint;
+  /** Install a fixed affinity update another queue received. */
+  share(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void;
   snapshot(): QueueSnapshot | null;
   stop(): Promise<void>;
 }
@@ -314,9 +329,18 @@ export type QueueWorkerMessage =
   | { type: 'event'; event: string; fields: Record<string, unknown> }
   | { type: 'vips'; prefixes: string[] }
   | { type: 'snapshot'; snapshot: QueueSnapshot }
+  | { type: 'fixed'; msg: MessageOf<'affinity-update-fixed'>; from: Endpoint }
   | { type: 'stopped' };
 
-function startWorker(job: QueueWorkerJob, onEvent: EventSink, onVips: (p: string[]) => void): Promise<QueueHandle> {
+/** Messages the main thread sends a queue worker. */
+export type QueueWorkerCommand = { type: 'stop' } | { type: 'fixed'; msg: MessageOf<'affinity-update-fixed'>; from: Endpoint };
+
+function startWorker(
+  job: QueueWorkerJob,
+  onEvent: EventSink,
+  onVips: (p: string[]) => void,
+  onFixed: (msg: MessageOf<'affinity-update-fixed'>, from: Endpoint) => void,
+): Promise<QueueHandle> {
   const w = new Worker(WORKER_BOOT, { eval: true, workerData: job });
   let latest: QueueSnapshot | null = null;
   let stopped: (() => void) | null = null;
@@ -326,13 +350,14 @@ function startWorker(job: QueueWorkerJob, onEvent: EventSink, onVips: (p: string
         case 'ready':
           resolve({
             control: m.control,
+            share: (msg, from) => w.postMessage({ type: 'fixed', msg, from } satisfies QueueWorkerCommand),
             snapshot: () => latest,
             stop: () =>
               new Promise<void>((done) => {
                 stopped = done;
                 const t = setTimeout(() => void w.terminate().then(() => done()), 2000);
                 t.unref();
-                w.postMessage({ type: 'stop' });
+                w.postMessage({ type: 'stop' } satisfies QueueWorkerCommand);
               }),
           });
           break;
@@ -344,6 +369,9 @@ function startWorker(job: QueueWorkerJob, onEvent: EventSink, onVips: (p: string
           break;
         case 'vips':
           onVips(m.prefixes);
+          break;
+        case 'fixed':
+          onFixed(m.msg, m.from);
           break;
         case 'snapshot':
           latest = m.snapshot;
@@ -435,7 +463,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
         onEvent,
         onVipsChanged: (p) => onVips(0, p),
       });
-      handles.push({ control: q.control, snapshot: () => q.snapshot(), stop: () => q.stop() });
+      handles.push({ control: q.control, share: (m, from) => q.applyShared(m, from), snapshot: () => q.snapshot(), stop: () => q.stop() });
     } else {
       const started = await Promise.allSettled(
         device.queues.map((q, i) =>
@@ -443,6 +471,8 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
             { fd: q.fd, index: i, maxPacket: q.maxPacket, config, control: bindOf(i), managers, sender: agentSender(device.name, i) },
             onEvent,
             (p) => onVips(i, p),
+            // Every other queue installs what this one was sent.
+            (m, from) => handles.forEach((h, k) => k !== i && h.share(m, from)),
           ),
         ),
       );

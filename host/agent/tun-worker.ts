@@ -3,7 +3,7 @@
 // reports to the main thread: ready, log events, VIP prefix changes, a snapshot for metrics twice a second.
 import { parentPort, workerData } from 'node:worker_threads';
 import { TunQueue } from '../io/tun.ts';
-import { QueueAgent, type QueueWorkerJob, type QueueWorkerMessage } from './run.ts';
+import { QueueAgent, type QueueWorkerCommand, type QueueWorkerJob, type QueueWorkerMessage } from './run.ts';
 
 const job = workerData as QueueWorkerJob;
 const port = parentPort!;
@@ -19,11 +19,15 @@ try {
     sender: job.sender,
     onEvent: (event, fields) => post({ type: 'event', event, fields }),
     onVipsChanged: (prefixes) => post({ type: 'vips', prefixes }),
+    onFixedUpdate: (msg, from) => post({ type: 'fixed', msg, from }),
   });
   const report = setInterval(() => post({ type: 'snapshot', snapshot: qa.snapshot() }), 500);
   post({ type: 'snapshot', snapshot: qa.snapshot() });
-  port.on('message', (m: { type: string }) => {
-    if (m.type !== 'stop') return;
+  port.on('message', (m: QueueWorkerCommand) => {
+    if (m.type === 'fixed') {
+      qa.applyShared(m.msg, m.from);
+      return;
+    }
     clearInterval(report);
     post({ type: 'snapshot', snapshot: qa.snapshot() });
     void qa.stop().then(() => {
