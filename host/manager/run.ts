@@ -2,7 +2,7 @@
 // first line with event "ready" carries its control endpoint, so a parent process can wait for it.
 import { Keyring, SecurityVerifier } from '../protocol/index.ts';
 import { readSecurityKey, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
-import { createLogger, type LogLevel } from '../ops/log.ts';
+import { controlEvents, createLogger, type LogLevel } from '../ops/log.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
 import { managerId, ServiceManager } from './manager.ts';
@@ -127,7 +127,25 @@ export async function openManagerNode(opts: ManagerNodeOptions): Promise<Manager
 
 export async function runManager(opts: ManagerRunOptions): Promise<ServiceManager> {
   const log = createLogger({ level: opts.logLevel, name: 'wasmlb-manager', destination: 2, bindings: { manager: opts.manager.identity } });
-  const node = await openManagerNode({ ...opts, onEvent: (event, fields) => log.info({ event, ...fields }) });
+  const ev = controlEvents(log);
+  const self = opts.manager.identity;
+  let role = 'starting';
+  const onEvent = (event: string, fields: Record<string, unknown>): void => {
+    if (event === 'takeover') {
+      // One line: the operations table's fields (from, seconds) and the details.
+      const replaced = Array.isArray(fields['replaced']) ? (fields['replaced'] as string[]).join(',') : '';
+      log.warn({ event, manager: self, from: replaced, seconds: Number(fields['workMs'] ?? 0) / 1000, ...fields });
+    } else log.info({ event, ...fields });
+    // The operations events (docs/operations.md, Logs).
+    if (event === 'role' || event === 'takeover' || event === 'step-down') {
+      const to = event === 'step-down' ? 'backup' : String(fields['role']);
+      const epoch = Number(fields['epoch'] ?? fields['ourEpoch'] ?? 0);
+      if (to !== role) ev.roleChange({ manager: self, from: role, to, epoch, reason: String(fields['reason'] ?? event) });
+      role = to;
+    } else if (event === 'resync-request') ev.resync({ manager: self, peer: String(fields['from']), state: 'requested' });
+    else if (event === 'resync-complete') ev.resync({ manager: self, peer: String(fields['from']), state: 'complete', affinities: Number(fields['stored'] ?? 0) });
+  };
+  const node = await openManagerNode({ ...opts, onEvent });
   const { manager, channel } = node;
   channel.onRefusal((err, from) => log.debug({ event: 'refused', code: err.code, from: `${from.address}:${from.port}` }));
   log.info({ event: 'ready', role: opts.manager.role, control: channel.socket.local, id: manager.id });
