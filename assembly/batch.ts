@@ -240,7 +240,7 @@ export function processBatch(count: u32, now: u32): void {
     }
     // saddr | daddr << 32 is the little-endian u64 at offset 12
     const h = hashKey(load<u64>(p, 12), <u64>ports | (<u64>proto << 32));
-    store<u32>(s, h);
+    store<u32>(s, reduce(h, slots));
     store<u32>(s, ports, 4);
     store<u32>(s, bits, 8);
     store<u32>(s, doff | l4ok | S_OK, 12);
@@ -250,8 +250,10 @@ export function processBatch(count: u32, now: u32): void {
   s = SCRATCH;
   const send = SCRATCH + <usize>count * 16;
   for (; s < send; s += 16) {
-    const home = fBase + <usize>reduce(load<u32>(s), slots) * FIXED_SIZE;
-    sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
+    const hi = load<u32>(s);
+    const home = fBase + <usize>hi * FIXED_SIZE;
+    const next = hi + 1 < slots ? home + FIXED_SIZE : home;
+    sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(next, FIXED_SIZE - 4);
   }
   touched = sink;
 
@@ -285,7 +287,7 @@ export function processBatch(count: u32, now: u32): void {
 
     // fixed affinity lookup (fixedFind, inlined here to keep the slot index)
     const k1 = <u64>ports | (<u64>proto << 32);
-    let i = reduce(load<u32>(s), slots);
+    let i = load<u32>(s);
     let e: usize = 0;
     for (let n: u32 = 0; n <= bound; n++) {
       const c = fBase + <usize>i * FIXED_SIZE;
