@@ -289,6 +289,8 @@ export interface AgentRunOptions {
   logLevel: LogLevel;
   /** Where the `ip` command lines go without --setup; default stdout. */
   print?: (line: string) => void;
+  /** A queue's device failed (its pump has stopped); `wasmlb agent` stops and exits 1. */
+  onDeviceError?: (() => void) | undefined;
 }
 
 export interface RunningAgent {
@@ -410,7 +412,12 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const config = opts.config;
   const log = createLogger({ level: opts.logLevel, name: 'wasmlb-agent', destination: 2, bindings: { tun: opts.tun } });
   const print = opts.print ?? ((line: string) => process.stdout.write(line + '\n'));
-  const onEvent: EventSink = (event, fields) => log.info({ event, ...fields });
+  const onEvent: EventSink = (event, fields) => {
+    if (event === 'device_error') {
+      log.error({ event, ...fields });
+      opts.onDeviceError?.();
+    } else log.info({ event, ...fields });
+  };
 
   const device = TunDevice.open(opts.tun, { queues: opts.queues });
   const netconf = (lines: string[], what: string): void => {
@@ -555,15 +562,24 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   return { device, controls, statusUrl: status?.url ?? null, snapshot, stop };
 }
 
-/** `wasmlb agent`: runs until SIGTERM/SIGINT, then stops cleanly and exits 0. */
+/** `wasmlb agent`: runs until SIGTERM/SIGINT, then stops cleanly and exits 0 (1 after a device failure). */
 export async function runAgentProcess(opts: AgentRunOptions): Promise<void> {
-  const agent = await runAgent(opts);
+  let agent: RunningAgent | null = null;
+  let failed = false;
   const shutdown = (): void => {
-    void agent.stop().then(
-      () => process.exit(0),
+    void (agent?.stop() ?? Promise.resolve()).then(
+      () => process.exit(failed ? 1 : 0),
       () => process.exit(1),
     );
   };
+  agent = await runAgent({
+    ...opts,
+    // A device that fails does not come back by itself: stop, and let the supervisor restart us.
+    onDeviceError: () => {
+      failed = true;
+      shutdown();
+    },
+  });
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);
 }

@@ -157,7 +157,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     await agent.waitForEvent('takeover', 5000);
   });
 
-  it('without --setup prints the ip commands (device, VIP route once a wildcard advertises it) and changes nothing', async () => {
+  it('without --setup prints the ip commands (device, VIP route once a wildcard advertises it) and changes nothing; exits 1 when its device goes', async () => {
     // Unicast only: no multicast membership, and the managers were not told about this agent; it
     // announces itself to them (--manager) and so receives their wildcards.
     const unicast = writeConfig(config(topo).replace(/multicast: \{[^}]*\}/, 'multicast: { enabled: false }'));
@@ -174,9 +174,12 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
       const addrs = spawnSync('ip', ['-n', topo.netns.router, '-o', 'addr', 'show', 'dev', 'wlbx0'], { encoding: 'utf8' }).stdout;
       expect(addrs).not.toContain('10.98.0.1');
       expect(routes(topo)).not.toContain('wlbx0');
+      // The device goes away under the agent: it reports the failure and exits 1 (for its supervisor).
+      spawnSync('ip', ['-n', topo.netns.router, 'link', 'del', 'wlbx0']);
+      expect(await dry.waitForEvent('device_error', 5000)).toMatchObject({ code: 'TUN_READ' });
+      expect(await dry.exited).toEqual({ code: 1, signal: null });
     } finally {
-      dry.kill('SIGTERM');
-      expect(await dry.exited).toEqual({ code: 0, signal: null });
+      dry.kill('SIGKILL');
       unicast.cleanup();
     }
   });
