@@ -2,7 +2,8 @@
 // device, a primary and a backup `wasmlb manager` as separate processes there, real HTTP servers in the
 // backend namespaces and a real client. Requests through the VIP are balanced as the balancer says; a
 // 50 MiB download survives a SIGKILL of the primary manager byte for byte with no reset, and new
-// connections work again within a second; the agent stops cleanly and runs on two queues as well.
+// connections work again within a second; without --setup the agent only prints its ip commands; it
+// stops cleanly (exit 1 when its device fails); and all of it again on two queues, failover included.
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
