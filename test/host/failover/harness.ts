@@ -37,6 +37,9 @@ export function failoverConfig(managers: ManagerSpec[], opts: { refreshPeriod?: 
     clientDomain: s.clientDomain ?? ['0.0.0.0/0'],
     balancer: 'maglev',
     replication: { refreshPeriod: opts.refreshPeriod ?? '5s' },
+    // 6 missed heartbeats (300 ms) instead of 3: the tests share two cores with other test files, and
+    // a manager starved of CPU for 150 ms would be declared dead. Takeover timing is the benchmark's.
+    timers: { heartbeatMisses: 6 },
     takeover: { pushAffinities: true, preempt: s.preempt ?? false },
   }));
   const raw = {

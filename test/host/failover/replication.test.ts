@@ -33,8 +33,9 @@ describe('failover: replication', () => {
     await b.proc.waitForEvent('resync-complete');
     await openFlows(agent, '10.1', 400);
     expect(agent.backendMap().size).toBe(400);
-    // Within one refresh period (1 s) plus the stats cadence, the backup holds exactly the primary's flows.
-    await statsWhere(b, (e) => e.flows === 400 && e.digest === agent.digestOf(), 1000 + 1500);
+    // Within one refresh period (1 s), plus slack for a loaded test machine, the backup holds exactly
+    // the primary's flows.
+    await statsWhere(b, (e) => e.flows === 400 && e.digest === agent.digestOf(), 1000 + 4000);
     // The fault really dropped datagrams, and they were made up for by resends and the refresh.
     const p = await statsWhere(a, (e) => e.sent.dropped > 0 && e.sent.refreshed >= 400);
     expect(p.sent.resends).toBeGreaterThan(0);
