@@ -242,7 +242,9 @@ export class ServiceManager {
         this.onEvent('deny-received', { agent: `${from.address}:${from.port}`, denied: msg.denied.length, type: msg.deniedType });
         for (const f of msg.fixed) {
           const flow = this.store.remove({ proto: f.protocol, srcIp: f.srcAddr, srcPort: f.srcPort, dstIp: f.dstAddr, dstPort: f.dstPort });
-          if (flow) this.vipOf(flow.proto, flow.vipIp, flow.vipPort)?.balancer.onFlowEnd(flow.backend);
+          if (!flow) continue;
+          this.vipOf(flow.proto, flow.vipIp, flow.vipPort)?.balancer.onFlowEnd(flow.backend);
+          this.onAffinitySent(flow); // replicated as a removal
         }
         break;
       default:
@@ -345,6 +347,7 @@ export class ServiceManager {
       this.vipOf(f.proto, f.vipIp, f.vipPort)?.balancer.onFlowEnd(f.backend);
     }
     this.pushAffinities(victims, () => 0);
+    for (const f of victims) this.onAffinitySent(f); // replicated as removals
   }
 }
 

@@ -160,6 +160,45 @@ describe('failover: kill -9 of the primary', () => {
     await statsWhere(b, (s) => s.flows === 90);
   });
 
+  it('with two backups of the same domain only the better one takes over; the other follows it', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup', backupPrecedence: 100 },
+      { identity: 'mgr-c', role: 'backup', backupPrecedence: 150 },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    const c = await startManager(cfg.file, 'mgr-c', agent.endpoint, [a.control, b.control]);
+    await Promise.all([b.proc.waitForEvent('resync-complete'), c.proc.waitForEvent('resync-complete')]);
+    await openFlows(agent, '10.1', 80);
+    await statsWhere(b, (s) => s.flows === 80);
+    await statsWhere(c, (s) => s.flows === 80);
+    // mgr-b learned mgr-c from its heartbeats (mgr-c was started with both peers).
+    await b.proc.waitFor((e) => e.event === 'peer-up' && e['peer'] === 'mgr-c');
+    const before = agent.backendMap();
+    a.proc.kill('SIGKILL');
+    const t = await c.proc.waitForEvent('takeover', 5000);
+    expect(t['replaced']).toEqual(['mgr-a']);
+    // mgr-b does not take over: it follows mgr-c and resyncs from it.
+    await b.proc.waitFor((e) => e.event === 'resync-complete' && e['from'] === 'mgr-c', 5000);
+    expect(b.proc.events.some((e) => e.event === 'takeover')).toBe(false);
+    await agent.waitNotice();
+    await sleep(200);
+    expect(agent.notices.length).toBe(1);
+    for (const [k] of before) {
+      const [ip, port] = k.split(':').map(Number) as [number, number];
+      agent.send(`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`, port);
+    }
+    await agent.settle();
+    for (const [k, backend] of before) expect(new Set(agent.flows.get(k)!.backends)).toEqual(new Set([backend]));
+    await openFlows(agent, '10.2', 10);
+    await statsWhere(c, (s) => s.role === 'primary' && s.flows === 90);
+    await statsWhere(b, (s) => s.role === 'backup' && s.flows === 90);
+  });
+
   it('without preempt the returning primary stays backup', async () => {
     const { text, config } = failoverConfig([
       { identity: 'mgr-a', role: 'primary' },
