@@ -289,7 +289,7 @@ export interface AgentRunOptions {
   logLevel: LogLevel;
   /** Where the `ip` command lines go without --setup; default stdout. */
   print?: (line: string) => void;
-  /** A queue's device failed (its pump has stopped); `wasmlb agent` stops and exits 1. */
+  /** A queue's device or worker thread failed (its queue is no longer read); `wasmlb agent` stops and exits 1. */
   onDeviceError?: (() => void) | undefined;
 }
 
@@ -346,10 +346,12 @@ function startWorker(
   const w = new Worker(WORKER_BOOT, { eval: true, workerData: job });
   let latest: QueueSnapshot | null = null;
   let stopped: (() => void) | null = null;
+  let ready = false;
   return new Promise((resolve, reject) => {
     w.on('message', (m: QueueWorkerMessage) => {
       switch (m.type) {
         case 'ready':
+          ready = true;
           resolve({
             control: m.control,
             share: (msg, from) => w.postMessage({ type: 'fixed', msg, from } satisfies QueueWorkerCommand),
@@ -384,8 +386,12 @@ function startWorker(
       }
     });
     w.once('error', (err) => {
-      onEvent('worker_error', { queue: job.index, message: err.message });
+      if (ready) onEvent('worker_error', { queue: job.index, message: err.message });
       reject(new AgentRunError('WORKER_FAILED', `queue ${job.index}: ${err.message}`));
+    });
+    // A queue's thread that ends without being asked to leaves its queue unread: as bad as a failed device.
+    w.once('exit', (code) => {
+      if (ready && stopped === null) onEvent('worker_error', { queue: job.index, message: `worker exited (${code})` });
     });
   });
 }
@@ -413,7 +419,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const log = createLogger({ level: opts.logLevel, name: 'wasmlb-agent', destination: 2, bindings: { tun: opts.tun } });
   const print = opts.print ?? ((line: string) => process.stdout.write(line + '\n'));
   const onEvent: EventSink = (event, fields) => {
-    if (event === 'device_error') {
+    if (event === 'device_error' || event === 'worker_error') {
       log.error({ event, ...fields });
       opts.onDeviceError?.();
     } else log.info({ event, ...fields });
