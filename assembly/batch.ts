@@ -7,6 +7,7 @@
 import { Counter, bump, bumpBy } from './counters';
 import { hashKey, reduce } from './hash';
 import { swap16, swap32 } from './bytes';
+import { csumApply, delta16, delta32 } from './checksum';
 import {
   ACT_DISPATCH, ACT_DROP, ACT_INFO, ACT_INTEREST_COPY, ACT_INTEREST_DATA, ACT_INTEREST_HOLD, ACT_NAT_ANY,
   ACT_NAT_DST, ACT_NAT_DST_ADDR, ACT_NAT_DST_PORT, ACT_NAT_SRC, ACT_NAT_SRC_ADDR, ACT_NAT_SRC_PORT,
@@ -141,18 +142,40 @@ const BIT_ALL: u32 = 1 << 15;
     prim, primPort, load<u32>(w, W_FORWARD_IP), 0);
 }
 
-/** Per packet results of pass 1, 16 bytes each: hash, raw ports, interest bits, doff | l4ok << 8 | ok << 9. */
-const SCRATCH: usize = memory.data(256 * 16, 64);
+/** Per packet results of pass 1, SCRATCH_SIZE bytes each: home slot, raw ports, interest bits | total
+ *  length << 16, doff | l4ok << 8 | ok << 9 | ihl << 16 | proto << 24, packet address. */
+const SCRATCH_SIZE: u32 = 32;
+const SCRATCH: usize = memory.data(256 * SCRATCH_SIZE, 64);
 const S_OK: u32 = 1 << 9;
 const S_L4OK: u32 = 1 << 8;
 /** Sink for the prefetching loads of pass 1 (keeps them from being optimised away). */
 let touched: u32 = 0;
 
+/** Outputs (bytes 12..31) of a packet dropped as malformed: verdict, reason, everything else 0. */
+// @ts-ignore: decorator
+@inline function dropMalformed(d: usize, reason: u8, counter: i32): void {
+  store<u32>(d, <u32>V_DROP | (<u32>reason << 8), D_VERDICT);
+  store<u64>(d, 0, D_NEXT_HOP);
+  store<u64>(d, 0, D_INTEREST_BITS);
+  bump(counter);
+  bump(Counter.DROPPED);
+}
+
+/** Clears the outputs (bytes 12..31) before a path that writes them field by field. */
+// @ts-ignore: decorator
+@inline function clearOut(d: usize): void {
+  store<u32>(d, 0, D_VERDICT);
+  store<u64>(d, 0, D_NEXT_HOP);
+  store<u64>(d, 0, D_INTEREST_BITS);
+}
+
 /**
- * Processes descriptors [0, count) in two passes. Pass 1 validates and parses every packet, hashes its
- * affinity key and loads the home slot of the fixed table: the loads of different packets are
- * independent, so the CPU overlaps their cache and TLB misses instead of paying them one after another.
- * Pass 2 looks up (now from cache), applies the actions and writes the verdicts.
+ * Processes descriptors [0, count) in two passes. Pass 1 validates and parses every packet (a short path
+ * for IPv4 without options, unfragmented, TCP; the general parse for everything else) and hashes its
+ * affinity key; a tight loop then loads the home slot of every packet's key: the loads are independent,
+ * so the CPU overlaps their cache and TLB misses instead of paying them one after another. Pass 2 looks
+ * up (now from cache), applies the actions and writes the verdicts; a fixed hit with at most one NAT half,
+ * no extension and no interest match writes its outputs with three stores.
  */
 export function processBatch(count: u32, now: u32): void {
   const dBase = descBase;
@@ -168,36 +191,56 @@ export function processBatch(count: u32, now: u32): void {
   let nMisses: u64 = 0;
   let sink: u32 = 0;
   let s = SCRATCH;
-  for (let d = dBase; d < end; d += DESC_SIZE, s += 16) {
-    // outputs: bytes 12..31
-    store<u32>(d, 0, 12);
-    store<u64>(d, 0, 16);
-    store<u64>(d, 0, 24);
+  for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
     store<u32>(s, 0, 12);
     const off = load<u32>(d, D_OFFSET);
     const len = <u32>load<u16>(d, D_LENGTH);
     if (off > PACKET_REGION - len) {
-      drop(d, R_DESCRIPTOR, Counter.MALFORMED_DESCRIPTOR);
+      dropMalformed(d, R_DESCRIPTOR, Counter.MALFORMED_DESCRIPTOR);
       continue;
     }
     const p = pBase + <usize>off;
     if (len < 20) {
-      drop(d, R_TRUNCATED, Counter.MALFORMED_TRUNCATED);
+      dropMalformed(d, R_TRUNCATED, Counter.MALFORMED_TRUNCATED);
       continue;
+    }
+    {
+      // short path: version 4, IHL 5, MF clear and offset 0, TCP, TCP header inside the total length
+      const w0 = load<u32>(p); //   version/IHL, TOS, total length
+      const w1 = load<u32>(p, 4); // identification, flags/fragment offset
+      const tot = swap16(w0 >>> 16);
+      if ((w0 & 0xff) == 0x45 && (w1 & 0xff3f0000) == 0 && <u32>load<u8>(p, 9) == PROTO_TCP && tot <= len && tot >= 40) {
+        const l4 = p + 20;
+        const w3 = load<u32>(l4, 12); // data offset, flags, window
+        const doff = (w3 >>> 2) & 0x3c;
+        if (doff >= 20 && doff + 20 <= tot) {
+          nBytes += tot;
+          let bits: u32 = BIT_ALL | ((w3 >>> 8) & 0x3f);
+          if (tot > doff + 20) bits |= BIT_DATA;
+          const ports = load<u32>(l4);
+          // saddr | daddr << 32 is the little-endian u64 at offset 12
+          store<u32>(s, reduce(hashKey(load<u64>(p, 12), <u64>ports | (<u64>PROTO_TCP << 32)), slots));
+          store<u32>(s, ports, 4);
+          store<u32>(s, bits | (tot << 16), 8);
+          store<u32>(s, doff | S_L4OK | S_OK | (20 << 16) | (PROTO_TCP << 24), 12);
+          store<u32>(s, <u32>p, 16);
+          continue;
+        }
+      }
     }
     const vihl = <u32>load<u8>(p);
     if ((vihl >>> 4) != 4) {
-      drop(d, R_VERSION, Counter.MALFORMED_VERSION);
+      dropMalformed(d, R_VERSION, Counter.MALFORMED_VERSION);
       continue;
     }
     const ihl = (vihl & 15) << 2;
     if (ihl < 20) {
-      drop(d, R_IHL, Counter.MALFORMED_IHL);
+      dropMalformed(d, R_IHL, Counter.MALFORMED_IHL);
       continue;
     }
     const tot = swap16(<u32>load<u16>(p, 2));
     if (tot > len || tot < ihl) {
-      drop(d, R_TOTAL_LENGTH, Counter.MALFORMED_TOTAL_LENGTH);
+      dropMalformed(d, R_TOTAL_LENGTH, Counter.MALFORMED_TOTAL_LENGTH);
       continue;
     }
     nBytes += tot;
@@ -215,12 +258,12 @@ export function processBatch(count: u32, now: u32): void {
     let l4ok: u32 = 0;
     if (fragOff == 0 && proto == PROTO_TCP) {
       if (ihl + 20 > tot) {
-        drop(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
+        dropMalformed(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
         continue;
       }
       doff = (<u32>load<u8>(l4, 12) >>> 4) << 2;
       if (doff < 20 || ihl + doff > tot) {
-        drop(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
+        dropMalformed(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
         continue;
       }
       ports = load<u32>(l4);
@@ -229,7 +272,7 @@ export function processBatch(count: u32, now: u32): void {
       l4ok = S_L4OK;
     } else if (fragOff == 0 && proto == PROTO_UDP) {
       if (ihl + 8 > tot) {
-        drop(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
+        dropMalformed(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
         continue;
       }
       ports = load<u32>(l4);
@@ -238,18 +281,18 @@ export function processBatch(count: u32, now: u32): void {
     } else if (proto == PROTO_TCP || proto == PROTO_UDP) {
       if (tot > ihl) bits |= BIT_DATA; // a non-first fragment carries data, no ports
     }
-    // saddr | daddr << 32 is the little-endian u64 at offset 12
-    const h = hashKey(load<u64>(p, 12), <u64>ports | (<u64>proto << 32));
-    store<u32>(s, reduce(h, slots));
+    store<u32>(s, reduce(hashKey(load<u64>(p, 12), <u64>ports | (<u64>proto << 32)), slots));
     store<u32>(s, ports, 4);
-    store<u32>(s, bits, 8);
-    store<u32>(s, doff | l4ok | S_OK, 12);
+    store<u32>(s, bits | (tot << 16), 8);
+    store<u32>(s, doff | l4ok | S_OK | (ihl << 16) | (proto << 24), 12);
+    store<u32>(s, <u32>p, 16);
   }
   // prefetch: a tight loop of independent loads of every home slot (both cache lines a 48-byte entry
-  // may straddle), so many cache / TLB misses are in flight at once
+  // may straddle, and the tail of the next entry, where a probe at high load continues), so many cache /
+  // TLB misses are in flight at once
   s = SCRATCH;
-  const send = SCRATCH + <usize>count * 16;
-  for (; s < send; s += 16) {
+  const send = SCRATCH + <usize>count * SCRATCH_SIZE;
+  for (; s < send; s += SCRATCH_SIZE) {
     const hi = load<u32>(s);
     const home = fBase + <usize>hi * FIXED_SIZE;
     const next = hi + 1 < slots ? home + FIXED_SIZE : home;
@@ -259,39 +302,41 @@ export function processBatch(count: u32, now: u32): void {
 
   const bound = fixedMaxDisp;
   s = SCRATCH;
-  for (let d = dBase; d < end; d += DESC_SIZE, s += 16) {
+  for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
     const st = load<u32>(s, 12);
     if (!(st & S_OK)) continue;
-    const p = pBase + <usize>load<u32>(d, D_OFFSET);
-    const ihl = (<u32>load<u8>(p) & 15) << 2;
-    const tot = swap16(<u32>load<u16>(p, 2));
-    const proto = <u32>load<u8>(p, 9);
+    const p = <usize>load<u32>(s, 16);
     const k0 = load<u64>(p, 12);
-    const l4 = p + <usize>ihl;
     const ports = load<u32>(s, 4);
-    let bits = load<u32>(s, 8);
+    const bt = load<u32>(s, 8);
+    let bits = bt & 0xffff;
+    const tot = bt >>> 16;
+    const proto = st >>> 24;
+    const l4 = p + <usize>((st >>> 16) & 0xff);
     const doff = st & 0xff;
     const l4ok = (st & S_L4OK) != 0;
-
     const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
-    const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
 
     if (wcSearchFirst != 0) {
       const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
       const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, true);
       if (w != 0) {
+        const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
+        clearOut(d);
         onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
         continue;
       }
     }
 
-    // fixed affinity lookup (fixedFind, inlined here to keep the slot index)
+    // fixed affinity lookup (fixedFind, inlined here to keep the slot index and the state byte)
     const k1 = <u64>ports | (<u64>proto << 32);
     let i = load<u32>(s);
     let e: usize = 0;
+    let est: u32 = 0;
     for (let n: u32 = 0; n <= bound; n++) {
       const c = fBase + <usize>i * FIXED_SIZE;
-      if (load<u8>(c, F_STATE) == 0) break;
+      est = <u32>load<u8>(c, F_STATE);
+      if (est == 0) break;
       if (load<u64>(c) == k0 && (load<u64>(c, 8) & KEY1_MASK) == k1) {
         if (!isExpired(c, now)) e = c;
         break;
@@ -300,36 +345,58 @@ export function processBatch(count: u32, now: u32): void {
     }
     if (e != 0) {
       nFixedHits++;
-      store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
-      store<u32>(d, i, D_AFFINITY);
       const owner = <u32>load<u16>(e, F_OWNER);
-      store<u16>(d, <u16>owner, D_OWNER);
       const actions = <u32>load<u16>(e, F_ACTIONS);
-      if (bits & BIT_DATA) {
-        const est = load<u8>(e, F_STATE);
-        if (!(est & ST_FIRST_DATA_SEEN)) {
-          bits |= BIT_FIRST_DATA;
-          store<u8>(e, est | ST_FIRST_DATA_SEEN, F_STATE);
-        }
+      if ((bits & BIT_DATA) && !(est & ST_FIRST_DATA_SEEN)) {
+        bits |= BIT_FIRST_DATA;
+        store<u8>(e, <u8>(est | ST_FIRST_DATA_SEEN), F_STATE);
       }
-      const prim = load<u32>(e, F_NAT_ADDR);
-      const primPort = <u32>load<u16>(e, F_NAT_PORT);
       const x = load<u32>(e, F_EXT);
       const imask = <u32>load<u16>(e, F_INTEREST_MASK);
       if (((actions & ~ACT_NAT_ANY) | x | (bits & imask)) == 0) {
         // common case: at most one NAT half, no extension, no interest match: forward
+        let fo: u32 = DOUT_FIXED;
         if ((FEATURES & CAP_NAT) && actions != 0) {
-          applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
-            (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, prim, primPort, prim, primPort);
+          const na = load<u32>(e, F_NAT_ADDR);
+          const np = <u32>load<u16>(e, F_NAT_PORT);
+          if (actions == ACT_NAT_DST && l4ok) {
+            // DNAT of address and port; the old values are the key's (RFC 1624 as in applyNat)
+            const acc = delta32(<u32>(k0 >>> 32), na);
+            store<u32>(p, na, 16);
+            store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
+            const acc4 = acc + delta16(ports >>> 16, np);
+            store<u16>(l4, <u16>np, 2);
+            if (proto == PROTO_TCP) {
+              store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
+            } else {
+              const c = <u32>load<u16>(l4, 6);
+              if (c != 0) {
+                const r = csumApply(c, acc4);
+                store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
+              }
+            }
+          } else {
+            applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
+              (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, na, np, na, np);
+          }
           nNat++;
-          store<u16>(d, <u16>(DOUT_FIXED | DOUT_REWRITTEN), D_FLAGS_OUT);
+          fo |= DOUT_REWRITTEN;
         }
-        store<u8>(d, V_FORWARD, D_VERDICT);
+        store<u32>(d, <u32>V_FORWARD | (fo << 16), D_VERDICT);
+        store<u64>(d, <u64>i << 32, D_NEXT_HOP); //       next hop 0, affinity slot
+        store<u64>(d, <u64>owner << 32, D_INTEREST_BITS); // no interest, owner, no service precedence
         nForwarded++;
         store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
         store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
         continue;
       }
+      clearOut(d);
+      store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
+      store<u32>(d, i, D_AFFINITY);
+      store<u16>(d, <u16>owner, D_OWNER);
+      const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
+      const prim = load<u32>(e, F_NAT_ADDR);
+      const primPort = <u32>load<u16>(e, F_NAT_PORT);
       const xe: usize = x != 0 ? extBase + <usize>(x - 1) * EXT_SIZE : 0;
       let sAddr = prim;
       let sPort = primPort;
@@ -351,10 +418,12 @@ export function processBatch(count: u32, now: u32): void {
       continue;
     }
 
+    clearOut(d);
     if (patternCount != 0) {
       const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
       const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, false);
       if (w != 0) {
+        const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
         onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
         continue;
       }
