@@ -29,6 +29,8 @@ export const ReplicationFlag = { Closing: 0x0100, Dispatch: 0x0200 } as const;
 
 /** Resync-data messages in flight at once (flow control of a bulk resync). */
 export const RESYNC_WINDOW = 16;
+/** Least resend timeout of resync data (ms). */
+const RESYNC_RTO_MS = 100;
 /** Entries per resync-data message (≈ 40 bytes each: well inside one datagram). */
 export const RESYNC_BATCH = 512;
 /** How long a backup remembers a removal's version (well above any resend or reordering delay). */
@@ -370,7 +372,9 @@ export class ReplicationSender {
       // (a busy backup must not be answered with a resend storm), doubled per attempt, at most 2 s.
       const rto = Math.max(this.cfg.resendAfter, 2 * p.srtt);
       for (const b of [...p.inFlight.values()]) {
-        if (now - b.sentAt < Math.min(2000, rto * 2 ** (b.attempts - 1))) continue;
+        // Bulk resync data: duplicates cost more than a later repair, so wait at least RESYNC_RTO_MS.
+        const base = b.kind === 'resync-data' ? Math.max(rto, RESYNC_RTO_MS) : rto;
+        if (now - b.sentAt < Math.min(2000, base * 2 ** (b.attempts - 1))) continue;
         this.stats.resends++;
         this.sendBatch(p, b);
       }
