@@ -39,9 +39,11 @@ agent:
   control: { address: 127.0.0.1, port: 7400 }
   # Multicast on lo inside the router namespace: only this topology's processes hear it.
   multicast: { enabled: true, group: 239.7.7.7, port: 7401, interface: 127.0.0.1 }
+# Dead after 5 missed heartbeats of 50 ms (default 3): margin against a false takeover while a loaded CI
+# machine starves a live primary; a takeover still comes in ≈ 300 ms, well inside the 1 s asked for.
 managers:
-  - { identity: mgr-a, role: primary, balancer: rr, control: { address: 127.0.0.1, port: 7501 } }
-  - { identity: mgr-b, role: backup, balancer: rr, control: { address: 127.0.0.1, port: 7502 } }
+  - { identity: mgr-a, role: primary, balancer: rr, control: { address: 127.0.0.1, port: 7501 }, timers: { heartbeatMisses: 5 } }
+  - { identity: mgr-b, role: backup, balancer: rr, control: { address: 127.0.0.1, port: 7502 }, timers: { heartbeatMisses: 5 } }
 vips:
   - address: ${topo.vip}
     port: ${topo.servicePort}
@@ -113,7 +115,9 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
    */
   const downloadAcrossKill = async (victim: WasmlbProcess, successor: WasmlbProcess, label: string): Promise<void> => {
     const before = tcpCounters(topo.netns.client);
-    const takeoversBefore = successor.events.filter((e) => e.event === 'takeover').length;
+    const takeoversBefore = successor.events.filter((e) => e.event === 'takeover' && 'adopted' in e).length;
+    // The victim answers until we kill it: no takeover by anybody before (a false one would void the test).
+    expect(victim.events.filter((e) => e.event === 'step-down').length, 'the victim stepped down before the kill').toBe(0);
     // Throttled so the transfer spans the kill and the takeover by seconds on either side.
     const dl = client.get(`${base()}/big`, { bytesPerSecond: 14 << 20, progressEvery: 1 << 20, timeoutMs: 60_000 });
     expect(await dl.waitForBytes(12 << 20)).toBeLessThan(BIG_FILE_BYTES);
@@ -132,7 +136,9 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
         break;
       }
     }
-    const takeover = await successor.waitFor((e) => e.event === 'takeover' && successor.events.filter((x) => x.event === 'takeover').indexOf(e) >= takeoversBefore, 5000);
+    // The successor's takeover line (with the flows it adopted), newer than any before this kill.
+    const isTakeover = (e: { event?: string }): boolean => e.event === 'takeover' && 'adopted' in e;
+    const takeover = await successor.waitFor((e) => isTakeover(e) && successor.events.filter(isTakeover).indexOf(e) >= takeoversBefore, 5000);
     console.log(`failover (${label}): new connection OK ${firstOkMs.toFixed(0)} ms after SIGKILL (${tries} tries); takeover after ${String(takeover['sinceLastHeartbeatMs'])} ms without heartbeat, ${String(takeover['adopted'])} flows adopted`);
     expect(firstOkMs).toBeGreaterThanOrEqual(0);
     expect(firstOkMs).toBeLessThan(1000);
