@@ -12,6 +12,7 @@ const SECTIONS: Array<() => Promise<BenchSection>> = [
   async () => (await import('./protocol.ts')).section,
   async () => (await import('./system.ts')).section,
   async () => (await import('./tun.ts')).section,
+  async () => (await import('./live-agent.ts')).section,
 ];
 
 export interface RunOptions {
