@@ -290,6 +290,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   });
 
   const manager = config.managers.find((m) => m.role === 'primary') ?? config.managers[0]!;
+  // The replay reads the managers' info lines (ready, takeover, resync): never quieter than info.
+  const childLogLevel = opts.logLevel === 'debug' || opts.logLevel === 'trace' ? opts.logLevel : 'info';
   const backupCfg = opts.backup ? backupManagerOf(config, manager) : null;
   const cfg = writeEffectiveConfig(config);
   const agentArg = `${socket.local.address}:${socket.local.port}`;
@@ -297,7 +299,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     '--identity', manager.identity,
     '--control', '127.0.0.1:0',
     '--agent', agentArg,
-    '--log-level', opts.logLevel ?? 'info',
+    '--log-level', childLogLevel,
   ]).catch((e: unknown) => {
     cfg.cleanup();
     void channel.close();
@@ -313,7 +315,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       const resyncDone = new Promise<void>((r) => (resynced = r));
       const spawned = await spawnManager(
         cfg.file,
-        ['--identity', backupCfg.identity, '--control', '127.0.0.1:0', '--agent', agentArg, '--peer', `${control.address}:${control.port}`, '--log-level', opts.logLevel ?? 'info'],
+        ['--identity', backupCfg.identity, '--control', '127.0.0.1:0', '--agent', agentArg, '--peer', `${control.address}:${control.port}`, '--log-level', childLogLevel],
         (line) => {
           backupEvents.push(line);
           if (line['event'] === 'resync-complete') resynced();
@@ -458,6 +460,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     const elapsedSec = (performance.now() - started) / 1000;
     if (process.env['WASMLB_DEBUG']) console.error(agent.stats, fw.counters(), channel.stats, { retried });
     if (backup) {
+      // Let the last replication batches land before the backup reports what it holds.
+      if (backup.exitCode === null) await sleep(200);
       backup.kill('SIGTERM');
       await new Promise((r) => (backup!.exitCode !== null ? r(null) : backup!.once('exit', r)));
     }
