@@ -169,6 +169,93 @@ let touched: u32 = 0;
   store<u64>(d, 0, D_INTEREST_BITS);
 }
 
+/** Search-first wildcards: true when one matched (verdict written). Kept out of the batch loop. */
+function wildcardFirst(d: usize, s: usize, now: u32): bool {
+  const st = load<u32>(s, 12);
+  const p = <usize>load<u32>(s, 16);
+  const k0 = load<u64>(p, 12);
+  const ports = load<u32>(s, 4);
+  const proto = st >>> 24;
+  const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
+  const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
+  const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, true);
+  if (w == 0) return false;
+  const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
+  const bt = load<u32>(s, 8);
+  clearOut(d);
+  onWildcard(d, w, p, p + <usize>((st >>> 16) & 0xff), proto, (st & S_L4OK) != 0, bt >>> 16, st & 0xff,
+    bt & 0xffff, seenOwner);
+  return true;
+}
+
+/** A fixed hit beyond the common case (interest match, extension, drop, dispatch, info, seq adjust). */
+function fixedGeneral(d: usize, s: usize, e: usize, i: u32, bits: u32, now: u32): void {
+  const st = load<u32>(s, 12);
+  const p = <usize>load<u32>(s, 16);
+  const proto = st >>> 24;
+  const l4 = p + <usize>((st >>> 16) & 0xff);
+  const doff = st & 0xff;
+  const l4ok = (st & S_L4OK) != 0;
+  const tot = load<u32>(s, 8) >>> 16;
+  const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
+  const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
+  const owner = <u32>load<u16>(e, F_OWNER);
+  const actions = <u32>load<u16>(e, F_ACTIONS);
+  clearOut(d);
+  store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
+  store<u32>(d, i, D_AFFINITY);
+  store<u16>(d, <u16>owner, D_OWNER);
+  const prim = load<u32>(e, F_NAT_ADDR);
+  const primPort = <u32>load<u16>(e, F_NAT_PORT);
+  const x = load<u32>(e, F_EXT);
+  const xe: usize = x != 0 ? extBase + <usize>(x - 1) * EXT_SIZE : 0;
+  let sAddr = prim;
+  let sPort = primPort;
+  let fwd = prim;
+  if (xe != 0) {
+    if ((actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0) {
+      sAddr = load<u32>(xe, X_SRC_ADDR);
+      sPort = <u32>load<u16>(xe, X_SRC_PORT);
+    }
+    if (actions & ACT_NAT_ANY) fwd = load<u32>(xe, X_FORWARD_IP);
+  }
+  const forwarded = act(d, p, l4, proto, l4ok, tot, doff, bits, seenOwner, actions,
+    <u32>load<u16>(e, F_INTEREST_MASK), <u32>load<u16>(e, F_INTEREST_TARGET), owner,
+    sAddr, sPort, prim, primPort, fwd, xe);
+  if (forwarded) {
+    store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
+    store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
+  }
+}
+
+/** No live fixed affinity: the wildcards (by precedence), else a miss (dropped when advertised). */
+function notFixed(d: usize, s: usize, now: u32): void {
+  const st = load<u32>(s, 12);
+  const p = <usize>load<u32>(s, 16);
+  const k0 = load<u64>(p, 12);
+  clearOut(d);
+  if (patternCount != 0) {
+    const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
+    const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
+    const proto = st >>> 24;
+    const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), load<u32>(s, 4), proto, now, precLimit, false);
+    if (w != 0) {
+      const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
+      const bt = load<u32>(s, 8);
+      onWildcard(d, w, p, p + <usize>((st >>> 16) & 0xff), proto, (st & S_L4OK) != 0, bt >>> 16, st & 0xff,
+        bt & 0xffff, seenOwner);
+      return;
+    }
+  }
+  bump(Counter.MISSES);
+  if (advertisedCount != 0 && advertised(<u32>(k0 >>> 32))) {
+    drop(d, R_ADVERTISED, Counter.DROP_ADVERTISED);
+    return;
+  }
+  store<u8>(d, V_FORWARD, D_VERDICT);
+  bump(Counter.FORWARDED);
+}
+
 /**
  * Processes descriptors [0, count) in two passes. Pass 1 validates and parses every packet (a short path
  * for IPv4 without options, unfragmented, TCP; the general parse for everything else) and hashes its
@@ -188,7 +275,6 @@ export function processBatch(count: u32, now: u32): void {
   let nFixedHits: u64 = 0;
   let nNat: u64 = 0;
   let nForwarded: u64 = 0;
-  let nMisses: u64 = 0;
   let sink: u32 = 0;
   let s = SCRATCH;
   for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
@@ -301,32 +387,16 @@ export function processBatch(count: u32, now: u32): void {
   touched = sink;
 
   const bound = fixedMaxDisp;
+  const searchFirst = wcSearchFirst != 0;
   s = SCRATCH;
   for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
     const st = load<u32>(s, 12);
     if (!(st & S_OK)) continue;
+    if (searchFirst && wildcardFirst(d, s, now)) continue;
     const p = <usize>load<u32>(s, 16);
     const k0 = load<u64>(p, 12);
     const ports = load<u32>(s, 4);
-    const bt = load<u32>(s, 8);
-    let bits = bt & 0xffff;
-    const tot = bt >>> 16;
     const proto = st >>> 24;
-    const l4 = p + <usize>((st >>> 16) & 0xff);
-    const doff = st & 0xff;
-    const l4ok = (st & S_L4OK) != 0;
-    const flagsIn = <u32>load<u16>(d, D_FLAGS_IN);
-
-    if (wcSearchFirst != 0) {
-      const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
-      const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, true);
-      if (w != 0) {
-        const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
-        clearOut(d);
-        onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
-        continue;
-      }
-    }
 
     // fixed affinity lookup (fixedFind, inlined here to keep the slot index and the state byte)
     const k1 = <u64>ports | (<u64>proto << 32);
@@ -343,103 +413,63 @@ export function processBatch(count: u32, now: u32): void {
       }
       i = i + 1 == slots ? 0 : i + 1;
     }
-    if (e != 0) {
-      nFixedHits++;
-      const owner = <u32>load<u16>(e, F_OWNER);
-      const actions = <u32>load<u16>(e, F_ACTIONS);
-      if ((bits & BIT_DATA) && !(est & ST_FIRST_DATA_SEEN)) {
-        bits |= BIT_FIRST_DATA;
-        store<u8>(e, <u8>(est | ST_FIRST_DATA_SEEN), F_STATE);
-      }
-      const x = load<u32>(e, F_EXT);
-      const imask = <u32>load<u16>(e, F_INTEREST_MASK);
-      if (((actions & ~ACT_NAT_ANY) | x | (bits & imask)) == 0) {
-        // common case: at most one NAT half, no extension, no interest match: forward
-        let fo: u32 = DOUT_FIXED;
-        if ((FEATURES & CAP_NAT) && actions != 0) {
-          const na = load<u32>(e, F_NAT_ADDR);
-          const np = <u32>load<u16>(e, F_NAT_PORT);
-          if (actions == ACT_NAT_DST && l4ok) {
-            // DNAT of address and port; the old values are the key's (RFC 1624 as in applyNat)
-            const acc = delta32(<u32>(k0 >>> 32), na);
-            store<u32>(p, na, 16);
-            store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
-            const acc4 = acc + delta16(ports >>> 16, np);
-            store<u16>(l4, <u16>np, 2);
-            if (proto == PROTO_TCP) {
-              store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
-            } else {
-              const c = <u32>load<u16>(l4, 6);
-              if (c != 0) {
-                const r = csumApply(c, acc4);
-                store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
-              }
-            }
-          } else {
-            applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
-              (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, na, np, na, np);
+    if (e == 0) {
+      notFixed(d, s, now);
+      continue;
+    }
+    nFixedHits++;
+    const bt = load<u32>(s, 8);
+    let bits = bt & 0xffff;
+    if ((bits & BIT_DATA) && !(est & ST_FIRST_DATA_SEEN)) {
+      bits |= BIT_FIRST_DATA;
+      store<u8>(e, <u8>(est | ST_FIRST_DATA_SEEN), F_STATE);
+    }
+    const actions = <u32>load<u16>(e, F_ACTIONS);
+    if (((actions & ~ACT_NAT_ANY) | load<u32>(e, F_EXT) | (bits & <u32>load<u16>(e, F_INTEREST_MASK))) != 0) {
+      fixedGeneral(d, s, e, i, bits, now);
+      continue;
+    }
+    // common case: at most one NAT half, no extension, no interest match: forward
+    const tot = bt >>> 16;
+    let fo: u32 = DOUT_FIXED;
+    if ((FEATURES & CAP_NAT) && actions != 0) {
+      const l4 = p + <usize>((st >>> 16) & 0xff);
+      const l4ok = (st & S_L4OK) != 0;
+      const na = load<u32>(e, F_NAT_ADDR);
+      const np = <u32>load<u16>(e, F_NAT_PORT);
+      if (actions == ACT_NAT_DST && l4ok) {
+        // DNAT of address and port; the old values are the key's (RFC 1624 as in applyNat)
+        const acc = delta32(<u32>(k0 >>> 32), na);
+        store<u32>(p, na, 16);
+        store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
+        const acc4 = acc + delta16(ports >>> 16, np);
+        store<u16>(l4, <u16>np, 2);
+        if (proto == PROTO_TCP) {
+          store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
+        } else {
+          const c = <u32>load<u16>(l4, 6);
+          if (c != 0) {
+            const r = csumApply(c, acc4);
+            store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
           }
-          nNat++;
-          fo |= DOUT_REWRITTEN;
         }
-        store<u32>(d, <u32>V_FORWARD | (fo << 16), D_VERDICT);
-        store<u64>(d, <u64>i << 32, D_NEXT_HOP); //       next hop 0, affinity slot
-        store<u64>(d, <u64>owner << 32, D_INTEREST_BITS); // no interest, owner, no service precedence
-        nForwarded++;
-        store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
-        store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
-        continue;
+      } else {
+        applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
+          (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, na, np, na, np);
       }
-      clearOut(d);
-      store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
-      store<u32>(d, i, D_AFFINITY);
-      store<u16>(d, <u16>owner, D_OWNER);
-      const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
-      const prim = load<u32>(e, F_NAT_ADDR);
-      const primPort = <u32>load<u16>(e, F_NAT_PORT);
-      const xe: usize = x != 0 ? extBase + <usize>(x - 1) * EXT_SIZE : 0;
-      let sAddr = prim;
-      let sPort = primPort;
-      let fwd = prim;
-      if (xe != 0) {
-        if ((actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0) {
-          sAddr = load<u32>(xe, X_SRC_ADDR);
-          sPort = <u32>load<u16>(xe, X_SRC_PORT);
-        }
-        if (actions & ACT_NAT_ANY) fwd = load<u32>(xe, X_FORWARD_IP);
-      }
-      const forwarded = act(d, p, l4, proto, l4ok, tot, doff, bits, seenOwner, actions,
-        imask, <u32>load<u16>(e, F_INTEREST_TARGET), owner,
-        sAddr, sPort, prim, primPort, fwd, xe);
-      if (forwarded) {
-        store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
-        store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
-      }
-      continue;
+      nNat++;
+      fo |= DOUT_REWRITTEN;
     }
-
-    clearOut(d);
-    if (patternCount != 0) {
-      const precLimit: u32 = (flagsIn & DIN_RESUME) ? <u32>load<u16>(d, D_RESUME_PREC) : 0x10000;
-      const w = wcLookup(<u32>k0, <u32>(k0 >>> 32), ports, proto, now, precLimit, false);
-      if (w != 0) {
-        const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
-        onWildcard(d, w, p, l4, proto, l4ok, tot, doff, bits, seenOwner);
-        continue;
-      }
-    }
-    nMisses++;
-    if (advertisedCount != 0 && advertised(<u32>(k0 >>> 32))) {
-      drop(d, R_ADVERTISED, Counter.DROP_ADVERTISED);
-      continue;
-    }
-    store<u8>(d, V_FORWARD, D_VERDICT);
+    store<u32>(d, <u32>V_FORWARD | (fo << 16), D_VERDICT);
+    store<u64>(d, <u64>i << 32, D_NEXT_HOP); //       next hop 0, affinity slot
+    store<u64>(d, <u64>load<u16>(e, F_OWNER) << 32, D_INTEREST_BITS); // no interest, owner, no service precedence
     nForwarded++;
+    store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
+    store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
   }
   bumpBy(Counter.PACKETS, <u64>count);
   bumpBy(Counter.BYTES, nBytes);
   bumpBy(Counter.FIXED_HITS, nFixedHits);
   bumpBy(Counter.NAT_APPLIED, nNat);
   bumpBy(Counter.FORWARDED, nForwarded);
-  bumpBy(Counter.MISSES, nMisses);
 }
