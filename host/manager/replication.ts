@@ -130,6 +130,8 @@ export interface ReplicationSenderOptions {
   dropRate?: number;
   random?: () => number;
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
+  /** Send → ack time of every message acknowledged on its first send (ms), for the lag histogram. */
+  onAckLatency?: (ms: number) => void;
 }
 
 export interface ReplicationSenderStats {
@@ -155,6 +157,7 @@ export class ReplicationSender {
   private readonly dropRate: number;
   private readonly random: () => number;
   private readonly onEvent: (event: string, fields: Record<string, unknown>) => void;
+  private readonly onAckLatency: ((ms: number) => void) | undefined;
   private readonly peers = new Map<number, PeerQueue>();
   private readonly bySeq = new Map<number, { peer: PeerQueue; batch: Batch }>();
   private flushTimer: NodeJS.Timeout | null = null;
@@ -173,6 +176,7 @@ export class ReplicationSender {
     this.dropRate = opts.dropRate ?? 0;
     this.random = opts.random ?? Math.random;
     this.onEvent = opts.onEvent ?? (() => undefined);
+    this.onAckLatency = opts.onAckLatency;
   }
 
   start(): void {
@@ -287,6 +291,7 @@ export class ReplicationSender {
       if (batch.attempts === 1) {
         const rtt = this.now() - batch.sentAt;
         peer.srtt = peer.srtt === 0 ? rtt : peer.srtt * 0.875 + rtt * 0.125;
+        this.onAckLatency?.(rtt);
       }
       peer.inFlight.delete(batch.seqs[0]!);
       if (batch.kind === 'replication') {

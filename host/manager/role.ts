@@ -129,6 +129,11 @@ export class RoleController {
     }
   }
 
+  /** A peer's configured name (or manager-<hex id>). */
+  peerName(id: number): string {
+    return this.peers.get(id)?.name ?? this.nameOf.get(id) ?? `manager-${id.toString(16)}`;
+  }
+
   get role(): HeartbeatRoleName {
     return this.manager.active ? 'primary' : 'backup';
   }

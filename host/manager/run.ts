@@ -1,6 +1,9 @@
 // `wasmlb manager`: one service manager process. Logs NDJSON control-plane events on stderr; the
 // first line with event "ready" carries its control endpoint, so a parent process can wait for it.
-import { Keyring, SecurityVerifier } from '../protocol/index.ts';
+import { readFileSync } from 'node:fs';
+import { Keyring, SecurityVerifier, type SecurityCounters } from '../protocol/index.ts';
+import { buildInfo, controlMetrics, createRegistry, managerMetrics, securityRejections, type ManagerMetrics, type ManagerSnapshot } from '../ops/metrics.ts';
+import { managerStatus, startStatusServer, type StatusServer } from '../ops/status.ts';
 import { readSecurityKey, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
 import { controlEvents, createLogger, type LogLevel } from '../ops/log.ts';
 import { ServiceChannel } from '../transport/channel.ts';
@@ -48,10 +51,48 @@ export interface ManagerNode {
   failoverStats(): Record<string, unknown>;
   /** Stops timers; with `withdraw`, cancels the manager's wildcards on the agents. */
   close(withdraw: boolean): Promise<void>;
+  /** The message verifier's counters (null without security). */
+  security: SecurityCounters | null;
+}
+
+/** The manager's figures for its metrics and /status. */
+export function managerSnapshot(node: ManagerNode): ManagerSnapshot {
+  const m = node.manager;
+  const perBackend = m.store.flowsPerBackend();
+  const backends = m.vips.flatMap((v) => {
+    const health = new Map(v.balancer.status().map((s) => [s.backend.id, s.healthy]));
+    return v.backends.map((b) => ({
+      vip: `${v.config.address}:${v.port}`,
+      backend: b.id,
+      healthy: health.get(b.id) ?? true,
+      flows: perBackend.get(b.id) ?? 0,
+      packets: 0,
+      bytes: 0,
+    }));
+  });
+  const s = node.sender.stats;
+  return {
+    role: node.role.role,
+    epoch: node.role.epoch,
+    backends,
+    replication: { sent: s.messagesSent, acked: s.acked, resent: s.resends, resyncState: node.role.resyncState },
+    takeovers: { total: node.role.stats.takeovers, lastSeconds: node.role.stats.lastTakeoverMs === null ? null : node.role.stats.lastTakeoverMs / 1000 },
+  };
+}
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
 }
 
 export interface ManagerNodeOptions extends Omit<ManagerRunOptions, 'logLevel' | 'statsIntervalMs'> {
   onEvent: (event: string, fields: Record<string, unknown>) => void;
+  /** Replication send → ack latency (ms) of every batch acked on its first send. */
+  onAckLatency?: ((ms: number) => void) | undefined;
   /** Fraction of replication messages not sent (fault injection); default from WASMLB_FAULT_DROP_REPLICATION. */
   dropRate?: number | undefined;
 }
@@ -79,6 +120,7 @@ export async function openManagerNode(opts: ManagerNodeOptions): Promise<Manager
     config: opts.manager.replication,
     dropRate: opts.dropRate ?? faultDropRateFromEnv(),
     onEvent,
+    onAckLatency: opts.onAckLatency,
   });
   sender = replicationSender;
   const receiver = new ReplicationReceiver(manager, channel, opts.config.managers.map((m) => m.identity));
@@ -115,6 +157,7 @@ export async function openManagerNode(opts: ManagerNodeOptions): Promise<Manager
     receiver,
     role,
     failoverStats,
+    security: sec.verifier?.counters ?? null,
     close: async (withdraw) => {
       role.stop();
       replicationSender.stop();
@@ -145,14 +188,34 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     } else if (event === 'resync-request') ev.resync({ manager: self, peer: String(fields['from']), state: 'requested' });
     else if (event === 'resync-complete') ev.resync({ manager: self, peer: String(fields['from']), state: 'complete', affinities: Number(fields['stored'] ?? 0) });
   };
-  const node = await openManagerNode({ ...opts, onEvent });
+  let metrics: ManagerMetrics | null = null;
+  const node = await openManagerNode({ ...opts, onEvent, onAckLatency: (ms) => metrics?.observeReplicationLag(ms / 1000) });
   const { manager, channel } = node;
+  let status: StatusServer | null = null;
+  if (opts.manager.metricsPort > 0) {
+    const ver = packageVersion();
+    const registry = createRegistry({ processMetrics: true });
+    buildInfo(registry, { version: ver, role: 'manager' });
+    const snap = (): ManagerSnapshot => managerSnapshot(node);
+    metrics = managerMetrics(registry, snap);
+    controlMetrics(registry, () => ({
+      sent: { all: channel.stats.sent },
+      received: { all: channel.stats.received },
+      rejected: node.security ? securityRejections(node.security) : {},
+    }));
+    status = await startStatusServer({
+      port: opts.manager.metricsPort,
+      registry,
+      status: () => managerStatus(snap(), { name: `manager ${self}`, version: ver, peer: node.sender.activePeerIds().map((id) => node.role.peerName(id)).join(',') || null, lagSeconds: metrics?.lastReplicationLag() ?? null }),
+    });
+  }
   channel.onRefusal((err, from) => log.debug({ event: 'refused', code: err.code, from: `${from.address}:${from.port}` }));
   log.info({ event: 'ready', role: opts.manager.role, control: channel.socket.local, id: manager.id });
   const statsTimer = opts.statsIntervalMs ? setInterval(() => log.info({ event: 'stats', ...node.failoverStats() }), opts.statsIntervalMs) : null;
   const shutdown = async (): Promise<void> => {
     if (statsTimer) clearInterval(statsTimer);
     const failover = node.failoverStats();
+    await status?.close();
     await node.close(true);
     log.info({ event: 'stopped', stats: manager.stats, failover });
     process.exit(0);
