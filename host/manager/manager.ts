@@ -292,9 +292,12 @@ export class ServiceManager {
     this.onAffinitySent(update.flow);
   }
 
-  /** Sends flows' affinities to every known agent (takeover push); several flows per message. */
+  /**
+   * Sends flows' affinities to every known agent and the multicast group (takeover push: a backup
+   * may never have heard from an agent); several flows per message.
+   */
   pushAffinities(flows: Iterable<AffinityFlow>, ttlOf: (f: AffinityFlow) => number): number {
-    const agents = [...this.agents.values()];
+    const agents = [...this.wildcardTargets, ...this.agents.values()];
     let batch: FixedEntry[] = [];
     let n = 0;
     const flush = (): void => {
