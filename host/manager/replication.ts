@@ -57,7 +57,7 @@ export function faultDropRateFromEnv(env: NodeJS.ProcessEnv = process.env): numb
   const text = env['WASMLB_FAULT_DROP_REPLICATION'];
   if (text === undefined || text === '') return 0;
   const v = Number(text);
-  if (!Number.isFinite(v) || v < 0 || v >= 1) throw new ReplicationError('BAD_FAULT', `WASMLB_FAULT_DROP_REPLICATION must be in [0, 1), got "${text}"`);
+  if (!Number.isFinite(v) || v < 0 || v > 1) throw new ReplicationError('BAD_FAULT', `WASMLB_FAULT_DROP_REPLICATION must be in [0, 1], got "${text}"`);
   return v;
 }
 

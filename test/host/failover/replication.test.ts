@@ -72,6 +72,31 @@ describe('failover: replication', () => {
     await statsWhere(a, (e) => e.role === 'primary');
   });
 
+  it('a backup whose resync never completes does not take over when the primary dies', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    // Every replication and resync-data message of the primary is lost: the resync cannot finish.
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint, [], { WASMLB_FAULT_DROP_REPLICATION: '1' });
+    await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
+    await openFlows(agent, '10.1', 50);
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-request');
+    await sleep(300);
+    expect(b.proc.events.some((e) => e.event === 'resync-complete')).toBe(false);
+    a.proc.kill('SIGKILL');
+    const blocked = await b.proc.waitForEvent('takeover-blocked', 5000);
+    expect(blocked['dead']).toBe('mgr-a');
+    await sleep(500);
+    expect(b.proc.events.some((e) => e.event === 'takeover')).toBe(false);
+    await statsWhere(b, (s) => s.role === 'backup');
+    expect(agent.notices.length).toBe(0);
+  });
+
   it('two backups with different client domains split the primary\'s flows and both take over their part', async () => {
     const { text, config } = failoverConfig([
       { identity: 'mgr-a', role: 'primary' },
