@@ -146,6 +146,7 @@ export async function openManagerNode(opts: ManagerNodeOptions): Promise<Manager
     received: receiver.stats,
     security: sec.verifier?.counters ?? null,
     refusedByCode: channel.stats.refusedByCode,
+    peers: replicationSender.peerState(),
   });
   manager.start();
   replicationSender.start();
