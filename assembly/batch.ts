@@ -23,7 +23,7 @@ import {
   W_ACTIONS, W_FORWARD_IP, W_HITS, W_INTEREST_MASK, W_INTEREST_TARGET, W_NAT_ADDR, W_NAT_PORT, W_OWNER,
   W_SERVICE_PREC, W_SRC_NAT_ADDR, W_SRC_NAT_PORT, X_ACK_DELTA, X_ACK_INIT, X_FORWARD_IP, X_SEQ_DELTA,
   X_SEQ_INIT, X_SRC_ADDR, X_SRC_PORT, advertisedCount, descBase, extBase, fixedBase, patternCount, pktBase,
-  wcBase, wcSearchFirst, fixedSlots, fixedMaxDisp,
+  wcBase, wcSearchFirst, fixedSlots, fixedMaxDisp, fixedCount,
 } from './layout';
 import { KEY1_MASK, isExpired } from './fixed';
 import { advertised, wcLookup } from './wildcard';
@@ -374,15 +374,26 @@ export function processBatch(count: u32, now: u32): void {
     store<u32>(s, <u32>p, 16);
   }
   // prefetch: a tight loop of independent loads of every home slot (both cache lines a 48-byte entry
-  // may straddle, and the tail of the next entry, where a probe at high load continues), so many cache /
-  // TLB misses are in flight at once
+  // may straddle) and, as far as a hit's probe is expected to run at the table's load, the slots after it,
+  // so many cache / TLB misses are in flight at once (a load in pass 2 that misses waits alone)
   s = SCRATCH;
   const send = SCRATCH + <usize>count * SCRATCH_SIZE;
-  for (; s < send; s += SCRATCH_SIZE) {
-    const hi = load<u32>(s);
-    const home = fBase + <usize>hi * FIXED_SIZE;
-    const next = hi + 1 < slots ? home + FIXED_SIZE : home;
-    sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(next, FIXED_SIZE - 4);
+  if (fixedCount > (slots >>> 1)) {
+    // above 50 % load a Robin Hood hit is often 1-3 slots past its home: the next three entries' tails
+    for (; s < send; s += SCRATCH_SIZE) {
+      const hi = load<u32>(s);
+      const home = fBase + <usize>hi * FIXED_SIZE;
+      const run = hi + 3 < slots ? home : fBase; // stay inside the table
+      sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(run, 2 * FIXED_SIZE - 4) ^
+        load<u32>(run, 3 * FIXED_SIZE - 4) ^ load<u32>(run, 4 * FIXED_SIZE - 4);
+    }
+  } else {
+    for (; s < send; s += SCRATCH_SIZE) {
+      const hi = load<u32>(s);
+      const home = fBase + <usize>hi * FIXED_SIZE;
+      const next = hi + 1 < slots ? home + FIXED_SIZE : home;
+      sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(next, FIXED_SIZE - 4);
+    }
   }
   touched = sink;
 

@@ -272,3 +272,52 @@ describe('init', () => {
     expect(fw.capacities.endBytes).toBeLessThanOrEqual(64 * 1024 * 1024);
   });
 });
+
+describe('batch prefetch at the end of memory', () => {
+  // The firmware's key hash (assembly/hash.ts) and home slot, to place keys at the very end of the table.
+  const M = (1n << 64n) - 1n;
+  const wire32 = (a: number): bigint => BigInt((((a & 0xff) << 24) | ((a & 0xff00) << 8) | ((a >>> 8) & 0xff00) | (a >>> 24)) >>> 0);
+  const wire16 = (p: number): bigint => BigInt(((p & 0xff) << 8) | (p >>> 8));
+  function home(seed: number, k: AffinityKey, slots: number): number {
+    const hashSeed = ((BigInt(seed) * 0x9e3779b97f4a7c15n) & M) ^ 0x6a09e667f3bcc909n;
+    const k0 = wire32(k.saddr) | (wire32(k.daddr) << 32n);
+    const k1 = wire16(k.sport) | (wire16(k.dport) << 16n) | (BigInt(k.proto) << 32n);
+    let x = ((k0 ^ hashSeed) * 0x9e3779b97f4a7c15n) & M;
+    x ^= (k1 * 0xc2b2ae3d27d4eb4fn) & M;
+    x ^= x >> 29n;
+    x = (x * 0xbf58476d1ce4e5b9n) & M;
+    x ^= x >> 32n;
+    return Number(((x & 0xffffffffn) * BigInt(slots)) >> 32n);
+  }
+
+  it('keys homed in the last slots of a table that ends at the end of memory hit, at low and high load', async () => {
+    const seed = 11;
+    const fw = await ForwardingFirmware.load({ budgetBytes: 4 * 1024 * 1024, wildcardCapacity: 16, extCapacity: 16, seed });
+    const slots = fw.capacities.fixedSlots;
+    expect(4 * 1024 * 1024 - fw.capacities.endBytes).toBeLessThan(48); // the table's last slot ends the memory
+    fw.installWildcard(catchAll({ ttlSec: 100000 }), NOW);
+    let rnd = 777;
+    const next = (): number => (rnd = (Math.imul(rnd, 1103515245) + 12345) >>> 0);
+    const fresh = (): AffinityKey => ({ proto: TCP, saddr: next(), daddr: VIP, sport: next() & 0xffff, dport: 80 });
+    const edge: AffinityKey[] = [];
+    for (let want = slots - 1; want >= slots - 4; want--) {
+      let k = fresh();
+      while (home(seed, k, slots) !== want) k = fresh();
+      edge.push(k);
+    }
+    // installed first into an empty table, each sits at its home: the hash above is the firmware's
+    edge.forEach((k) => expect(fw.installFixed({ ...k, ttlSec: 1000, owner: 1, natDstPort: 8080 }, NOW)).toBe(Status.OK));
+    edge.forEach((k, i) => expect(fw.lookupFixed(k, NOW)?.slot).toBe(slots - 1 - i));
+    const check = (): void => {
+      edge.forEach((k, i) => fw.writePacket(i, buildPacket({ ...k, flags: 0x10 })));
+      fw.process(edge.length, NOW);
+      // (later installs may move an entry along its run: the slot is the one lookupFixed reports now)
+      edge.forEach((k, i) => expect(fw.verdict(i)).toMatchObject({ verdict: 'FORWARD', fixedHit: true, affinitySlot: fw.lookupFixed(k, NOW)!.slot }));
+    };
+    check(); // low load
+    while (Number(fw.counter('FIXED_OCCUPANCY')) <= slots * 0.6) {
+      expect(fw.installFixed({ ...fresh(), ttlSec: 1000, owner: 1 }, NOW)).toBe(Status.OK);
+    }
+    check(); // above 50 %: the deeper prefetch
+  });
+});
