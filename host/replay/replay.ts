@@ -65,6 +65,8 @@ export interface ReplaySummary {
   replicated: number | null;
   /** Resyncs the backup completed; null without a backup. */
   resyncs: number | null;
+  /** Packets run through the agent again because no manager had answered them (the dead primary's). */
+  packetsRetried: number;
 }
 
 /** The agent of a replay: also remembers the packets it sent to a manager until they are answered. */
@@ -504,6 +506,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       takeoverMs: killedAt !== null && takeoverAt !== null ? Math.round((takeoverAt - killedAt) * 10) / 10 : null,
       replicated: backupCfg ? (typeof takeoverEvent?.['flows'] === 'number' ? takeoverEvent['flows'] : (failover?.flows ?? null)) : null,
       resyncs: backupCfg ? (failover?.roles?.resyncsCompleted ?? null) : null,
+      packetsRetried: retried,
     };
   } finally {
     clearInterval(tickTimer);

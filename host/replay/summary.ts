@@ -46,6 +46,7 @@ export function printSummary(s: ReplaySummary, json: boolean): void {
       ? ([
           ['replicated to backup', `${s.replicated} flows (${s.resyncs ?? 0} resyncs)`],
           ['takeover', s.takeoverMs === null ? 'none' : `${s.takeoverMs} ms after the primary was killed`],
+          ['packets asked again', `${s.packetsRetried} (sent to a manager that never answered, run again after the takeover)`],
           ['flows moved', `${s.flowsMoved}${s.takeoverMs !== null ? ' (flows whose backend changed across the takeover)' : ''}`],
         ] satisfies Array<[string, string]>)
       : []),
