@@ -11,6 +11,7 @@ const SECTIONS: Array<() => Promise<BenchSection>> = [
   async () => (await import('./fastpath.ts')).section,
   async () => (await import('./protocol.ts')).section,
   async () => (await import('./system.ts')).section,
+  async () => (await import('./failover.ts')).section,
   async () => (await import('./tun.ts')).section,
   async () => (await import('./live-agent.ts')).section,
 ];
