@@ -290,7 +290,7 @@ describe('batch prefetch at the end of memory', () => {
     return Number(((x & 0xffffffffn) * BigInt(slots)) >> 32n);
   }
 
-  it('keys homed in the last slots of a table that ends at the end of memory hit, at low and high load', async () => {
+  it('keys homed in the last slots of a table that ends at the end of memory hit, at every prefetch depth', async () => {
     const seed = 11;
     const fw = await ForwardingFirmware.load({ budgetBytes: 4 * 1024 * 1024, wildcardCapacity: 16, extCapacity: 16, seed });
     const slots = fw.capacities.fixedSlots;
@@ -314,10 +314,12 @@ describe('batch prefetch at the end of memory', () => {
       // (later installs may move an entry along its run: the slot is the one lookupFixed reports now)
       edge.forEach((k, i) => expect(fw.verdict(i)).toMatchObject({ verdict: 'FORWARD', fixedHit: true, affinitySlot: fw.lookupFixed(k, NOW)!.slot }));
     };
-    check(); // low load
-    while (Number(fw.counter('FIXED_OCCUPANCY')) <= slots * 0.6) {
-      expect(fw.installFixed({ ...fresh(), ttlSec: 1000, owner: 1 }, NOW)).toBe(Status.OK);
+    // the prefetch loop's depth follows the load (below 25 %, 25-50 %, above 50 %): each one at the edge
+    for (const load of [0, 0.4, 0.6]) {
+      while (Number(fw.counter('FIXED_OCCUPANCY')) <= slots * load) {
+        expect(fw.installFixed({ ...fresh(), ttlSec: 1000, owner: 1 }, NOW)).toBe(Status.OK);
+      }
+      check();
     }
-    check(); // above 50 %: the deeper prefetch
   });
 });
