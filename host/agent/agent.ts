@@ -89,6 +89,7 @@ export class ForwardingAgent {
   };
   /** Highest epoch of a takeover notice applied. */
   private takeoverEpoch = 0;
+  private lastNotice = '';
   private readonly control: ServiceChannel;
   private readonly sink: PacketSink;
   private readonly now: () => number;
@@ -282,6 +283,10 @@ export class ForwardingAgent {
     const replaced = msg.identity.addr >>> 0;
     if (replaced === msg.sender) return 0;
     if (msg.heartbeat.epoch < this.takeoverEpoch) return 0;
+    // The same notice arrives by multicast and by unicast: apply (and log) it once.
+    const notice = `${replaced}/${msg.sender}/${msg.heartbeat.epoch}`;
+    if (notice === this.lastNotice) return 0;
+    this.lastNotice = notice;
     this.takeoverEpoch = msg.heartbeat.epoch;
     const owner = this.owners.find(replaced);
     const removed = owner === undefined ? 0 : this.firmware.deleteByOwner(owner);
