@@ -204,8 +204,8 @@ export class QueueAgent {
 
   /**
    * Tells the unicast manager list where this queue's control socket is: an interest match with an
-   * all-zero identifier and no packet (no VIP matches it, so a manager only learns the sender's address,
-   * as it does from every interest match, and counts it as an unknown flow).
+   * all-zero identifier and no packet: a manager learns the sender's address, as from every interest
+   * match, counts it as an announcement and sends its wildcards to a newly learned agent at once.
    */
   private announce(): void {
     const identifier = { protocol: 0, srcAddr: 0, dstAddr: 0, srcPort: 0, dstPort: 0, flags: 0, reason: 0 };

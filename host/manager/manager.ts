@@ -61,6 +61,8 @@ export interface ManagerStats {
   deniesReceived: number;
   expired: number;
   wildcardUpdates: number;
+  /** Interest matches with an all-zero identifier: agents announcing their control address. */
+  agentAnnounces: number;
   errors: number;
 }
 
@@ -80,6 +82,7 @@ export class ServiceManager {
     deniesReceived: 0,
     expired: 0,
     wildcardUpdates: 0,
+    agentAnnounces: 0,
     errors: 0,
   };
   /** Answering agents (primary, or a backup after takeover). A passive backup only stores. */
@@ -186,8 +189,11 @@ export class ServiceManager {
   }
 
   sendWildcards(ttlMs: number): void {
+    this.sendWildcardsTo(ttlMs, [...this.wildcardTargets, ...this.agents.values()]);
+  }
+
+  private sendWildcardsTo(ttlMs: number, targets: Endpoint[]): void {
     this.stats.wildcardUpdates++;
-    const targets = [...this.wildcardTargets, ...this.agents.values()];
     const entries = this.wildcardEntries(ttlMs);
     // Keep each message well under the datagram limit.
     for (let i = 0; i < entries.length; i += 64) {
@@ -233,10 +239,17 @@ export class ServiceManager {
   private dispatch(msg: ServiceMessage, from: Endpoint): void {
     switch (msg.type) {
       case 'interest-match-wildcard':
-      case 'interest-match-fixed':
-        this.agents.set(`${from.address}:${from.port}`, from);
-        if (this.active) this.interestMatch(msg, from);
+      case 'interest-match-fixed': {
+        const key = `${from.address}:${from.port}`;
+        const isNew = !this.agents.has(key);
+        this.agents.set(key, from);
+        if (isAnnounce(msg.identifier)) {
+          // An agent making itself known (no flow): it gets our wildcards now, not at the next refresh.
+          this.stats.agentAnnounces++;
+          if (isNew) this.sendWildcardsTo(this.cfg.timers.wildcardTtl, [from]);
+        } else if (this.active) this.interestMatch(msg, from);
         break;
+      }
       case 'affinity-update-deny':
         this.stats.deniesReceived++;
         this.onEvent('deny-received', { agent: `${from.address}:${from.port}`, denied: msg.denied.length, type: msg.deniedType });
@@ -352,6 +365,11 @@ export class ServiceManager {
     this.pushAffinities(victims, () => 0);
     for (const f of victims) this.onAffinitySent(f); // replicated as removals
   }
+}
+
+/** An agent's announcement: an interest match about no flow at all (see host/agent/run.ts). */
+function isAnnounce(id: { protocol: number; srcAddr: number; dstAddr: number; srcPort: number; dstPort: number; reason: number }): boolean {
+  return id.protocol === 0 && id.srcAddr === 0 && id.dstAddr === 0 && id.srcPort === 0 && id.dstPort === 0 && id.reason === 0;
 }
 
 /** "10.0.0.0/8" → [network, mask]. */

@@ -149,6 +149,23 @@ describe('agent ↔ manager over UDP', () => {
     expect(agent.fw.verdictCode(0)).toBe(VerdictCode.FORWARD);
   });
 
+  it('sends its wildcards to an agent that announces itself (unicast, no multicast, not configured)', async () => {
+    const agent = await TestAgent.start();
+    cleanups.push(() => agent.close());
+    const cfg = writeConfig(config());
+    cleanups.push(cfg.cleanup);
+    const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--log-level', 'debug']);
+    const ready = await manager.waitForEvent('ready');
+    const control = ready['control'] as { address: string; port: number };
+    await new Promise((r) => setTimeout(r, 300));
+    expect(agent.agent.stats.wildcardsInstalled).toBe(0); // nobody told the manager about this agent
+    const identifier = { protocol: 0, srcAddr: 0, dstAddr: 0, srcPort: 0, dstPort: 0, flags: 0, reason: 0 };
+    agent.channel.send({ type: 'interest-match-wildcard', identifier, packet: undefined }, control);
+    await agent.until(() => agent.agent.stats.wildcardsInstalled > 0, 'wildcards after the announcement');
+    const [o] = await agent.forward(1, tcp('10.9.7.1', 46000, VIP, 80, TCP_SYN));
+    expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[123]:8080$/);
+  });
+
   it('denies an affinity needing an action the firmware lacks, and the manager drops the flow', async () => {
     const { agent, manager } = await setup(config(), { disabledCapabilities: Capability.NAT });
     expect(agent.fw.hasCapability('NAT')).toBe(false);
