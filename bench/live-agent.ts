@@ -91,7 +91,7 @@ async function takeoverMs(topo: Topology, client: NsHttpClient, primary: WasmlbP
   primary.kill('SIGKILL');
   const t0 = performance.now();
   while (performance.now() - t0 < 5000) {
-    const r = await client.get(`http://${topo.vip}/`, { timeoutMs: 100 }).result;
+    const r = await client.get(`http://${topo.vip}/`, { timeoutMs: 100, freshPort: true }).result;
     if (r.ok) return performance.now() - t0;
   }
   return NaN;

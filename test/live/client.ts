@@ -20,6 +20,8 @@ export interface GetOptions {
   /** Report progress every this many bytes (needed for waitForBytes). Default 1 MiB. */
   progressEvery?: number;
   timeoutMs?: number;
+  /** A client port never used before: the request is certainly a new flow (see http-client.ts). */
+  freshPort?: boolean;
 }
 
 export interface RequestHandle {

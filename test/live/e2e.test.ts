@@ -130,7 +130,7 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     let tries = 0;
     while (performance.now() - killedAt < 5000) {
       tries++;
-      const r = await client.get(`${base()}/`, { timeoutMs: 150 }).result;
+      const r = await client.get(`${base()}/`, { timeoutMs: 150, freshPort: true }).result;
       if (r.ok && r.status === 200) {
         firstOkMs = performance.now() - killedAt;
         break;

@@ -18,7 +18,13 @@ interface GetCommand {
   bytesPerSecond?: number;
   progressEvery?: number;
   timeoutMs?: number;
+  /** Connect from a client port never used before by this client (below the kernel's ephemeral range),
+   *  so the request is certainly a new flow: an ephemeral port the kernel reuses could still have a
+   *  fixed affinity (sticky time) on the agent and bypass the manager. */
+  freshPort?: boolean;
 }
+
+let nextFreshPort = 20000;
 
 function emit(obj: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
@@ -34,7 +40,9 @@ function get(cmd: GetCommand): void {
     finished = true;
     emit({ id: cmd.id, event: 'error', code: err.code ?? 'ERROR', message: err.message, bytes, ms: performance.now() - t0 });
   };
-  const req = http.get(cmd.url, { agent: false, timeout: cmd.timeoutMs ?? 30_000 }, (res) => {
+  const localPort = cmd.freshPort ? nextFreshPort++ : undefined;
+  if (nextFreshPort > 32000) nextFreshPort = 20000;
+  const req = http.get(cmd.url, { agent: false, timeout: cmd.timeoutMs ?? 30_000, ...(localPort ? { localPort } : {}) }, (res) => {
     const hash = createHash('sha256');
     const small: Buffer[] = [];
     res.on('data', (chunk: Buffer) => {
