@@ -203,7 +203,11 @@ export async function spawnManager(
       }
     });
     child.on('exit', (code, signal) => {
-      if (process.env['WASMLB_DEBUG']) console.error('manager exit', code, signal, stderr.slice(-3000));
+      if (done && code !== 0 && signal !== 'SIGKILL' && signal !== 'SIGTERM') {
+        // After "ready" nobody waits on this promise: a crash must still be seen, with its reason.
+        const last = stderr.trim().split('\n').slice(-3).join('\n');
+        process.stderr.write(`wasmlb: manager exited unexpectedly (${code ?? signal}):\n${last}\n`);
+      }
       fail(`manager exited (${code ?? signal}) before it was ready`);
     });
   });
@@ -460,7 +464,6 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     await flush();
     await waitAnswers();
     const elapsedSec = (performance.now() - started) / 1000;
-    if (process.env['WASMLB_DEBUG']) console.error(agent.stats, fw.counters(), channel.stats, { retried });
     if (backup) {
       // Let the last replication batches land before the backup reports what it holds.
       if (backup.exitCode === null) await sleep(200);
