@@ -535,7 +535,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       port,
       registry,
       // The VIPs routed into the device (the agent knows no backends: those are the managers' business).
-      status: () => agentStatus(snap(), { name: `agent ${device.name}`, version: ver, vips: vipRoutes.routed().map((vip) => ({ vip, backends: [] })) }),
+      status: () => agentStatus(snap(), { name: device.name, version: ver, vips: vipRoutes.routed().map((vip) => ({ vip, backends: [] })) }),
     });
   }
 

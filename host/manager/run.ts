@@ -207,7 +207,7 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     status = await startStatusServer({
       port: opts.manager.metricsPort,
       registry,
-      status: () => managerStatus(snap(), { name: `manager ${self}`, version: ver, peer: node.sender.activePeerIds().map((id) => node.role.peerName(id)).join(',') || null, lagSeconds: metrics?.lastReplicationLag() ?? null }),
+      status: () => managerStatus(snap(), { name: self, version: ver, peer: node.sender.activePeerIds().map((id) => node.role.peerName(id)).join(',') || null, lagSeconds: metrics?.lastReplicationLag() ?? null }),
     });
   }
   channel.onRefusal((err, from) => log.debug({ event: 'refused', code: err.code, from: `${from.address}:${from.port}` }));
