@@ -16,6 +16,7 @@ import type { PacketBatch } from '../pcap/batch.ts';
 import { OUTCOME_CHANGED, OUTCOME_TCPREWRITE_ABORTS, ReferenceRewriter } from './reference.ts';
 import type { RewriteRules } from './rules.ts';
 import type { BatchRewriter } from './rewrite.ts';
+import { loadVerifyKernel } from './verify-kernel.ts';
 
 const OWNER = 1;
 const TTL_SEC = 2_000_000; // the firmware's MAX_TTL_SEC; the rewrite clock stays at 0
@@ -64,10 +65,10 @@ export function planWildcards(rules: RewriteRules): WildcardPlan {
 }
 
 /**
- * True when the firmware's incremental NAT gives tcprewrite's bytes for this IPv4 packet. `w` is a
- * little-endian u16 view of the same bytes (for the checksum pass when the header is 2-byte aligned).
+ * True when the firmware's incremental NAT gives tcprewrite's bytes for this IPv4 packet, provided its
+ * checksums check out (the verify kernel looks at those in wasm memory).
  */
-function firmwareSafe(b: Uint8Array, w: Uint16Array | null, start: number, ip: number, capLen: number, origLen: number, verify: boolean): boolean {
+function firmwareSafe(b: Uint8Array, start: number, ip: number, capLen: number, origLen: number): boolean {
   if (capLen !== origLen) return false;
   const p = start + ip;
   if (b[p] !== 0x45) return false; // version 4, no options keeps it simple
@@ -77,38 +78,13 @@ function firmwareSafe(b: Uint8Array, w: Uint16Array | null, start: number, ip: n
   if (b[p + 16]! >> 4 === 0xe || b[p + 12]! >> 4 === 0xe) return false; // multicast MAC edits
   const proto = b[p + 9]!;
   if (proto !== 6 && proto !== 17) return false;
-  if (proto === 17 && total >= 28 && b[p + 26] === 0 && b[p + 27] === 0) return false; // UDP without checksum
+  if (total < (proto === 6 ? 40 : 28)) return false; // no whole TCP/UDP header
+  if (proto === 17 && b[p + 26] === 0 && b[p + 27] === 0) return false; // UDP without checksum
   // tcprewrite recomputes checksums, so a wrong one in the input comes out corrected, and a right one
   // stored as 0xffff (the other zero) comes out as 0x0000: only packets whose checksums are right and
-  // canonical may take the incremental path. A ones'-complement sum that checks out is 0xffff in either
-  // byte order, so the pass can add little-endian words.
+  // canonical may take the incremental path.
   const ckAt = p + 20 + (proto === 6 ? 16 : 6);
-  if ((b[p + 10] === 0xff && b[p + 11] === 0xff) || (b[ckAt] === 0xff && b[ckAt + 1] === 0xff)) return false;
-  if (!verify) return true;
-  const end = p + total;
-  let s = 0, t: number;
-  if (w !== null && (p & 1) === 0) {
-    const h = p >>> 1;
-    for (let k = h; k < h + 10; k++) s += w[k]!;
-    if (fold(s) !== 0xffff) return false;
-    const l4len = total - 20;
-    t = ((proto << 8) & 0xffff) + (((l4len & 0xff) << 8) | (l4len >>> 8)); // pseudo-header words, swapped
-    const last = (end - 1) >>> 1;
-    for (let k = h + 6; k < last; k++) t += w[k]!;
-    t += (total & 1) === 1 ? b[end - 1]! : w[last]!;
-    return fold(t) === 0xffff;
-  }
-  for (let k = p; k < p + 20; k += 2) s += (b[k]! << 8) | b[k + 1]!;
-  if (fold(s) !== 0xffff) return false;
-  t = proto + total - 20;
-  for (let k = p + 12; k < end - 1; k += 2) t += (b[k]! << 8) | b[k + 1]!;
-  if ((total & 1) === 1) t += b[end - 1]! << 8;
-  return fold(t) === 0xffff;
-}
-
-function fold(s: number): number {
-  while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 65536);
-  return s;
+  return !((b[p + 10] === 0xff && b[p + 11] === 0xff) || (b[ckAt] === 0xff && b[ckAt + 1] === 0xff));
 }
 
 export interface FirmwareRewriter extends BatchRewriter {
@@ -121,7 +97,7 @@ export interface FirmwareRewriterOptions {
   /**
    * Verify each packet's IPv4 and TCP/UDP checksums before the incremental path (default true). Without it
    * a packet whose checksum was already wrong keeps it wrong, where tcprewrite would correct it; every
-   * other byte is the same. About 40 ns a small packet.
+   * other byte is the same. The check runs in wasm (verify-kernel.wat), a few ns a small packet.
    */
   verifyChecksums?: boolean;
 }
@@ -131,7 +107,12 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
   const verify = opts.verifyChecksums ?? true;
   const plan = planWildcards(rules);
   if (plan.unsupported.length > 0) throw new Error(`rules need the reference rewriter: ${plan.unsupported.join('; ')}`);
-  const fw = await ForwardingFirmware.load({ budgetBytes: 8 * 1024 * 1024, wildcardCapacity: Math.max(64, plan.wildcards.length * 2), ...load });
+  // static rules are wildcards only: no fixed affinities or extensions are made, so the smallest budget
+  // that holds the packet region will do (init clears the tables: a larger one costs milliseconds a run)
+  // (a wildcard takes up to 512 bytes: capacity 2x, slots a power of two at most half full, 64 bytes each)
+  const wildcardCapacity = Math.max(64, plan.wildcards.length * 2);
+  const budgetBytes = 1024 * 1024 + Math.ceil((wildcardCapacity * 256) / 65536) * 65536;
+  const fw = await ForwardingFirmware.load({ budgetBytes, extCapacity: 16, wildcardCapacity, ...load });
   for (const w of plan.wildcards) {
     const st = fw.installWildcard(w, 0);
     if (st !== 0) throw new Error(`installWildcard failed with status ${st}`);
@@ -156,10 +137,12 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
     return srcAddrs.has(src) && dstAddrs.has(dst);
   };
   const toReference: number[] = [];
+  const verifyKernel = verify ? loadVerifyKernel(fw.memory) : null;
+  const regionAddr = region.byteOffset;
+  const descAddr = dbytes.byteOffset;
 
   function rewriteBatch(batch: PacketBatch): { rewritten: number; aborts: number } {
     const { data, offset, capLen, origLen, ipOffset, linkType } = batch;
-    const words = (data.byteOffset & 1) === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.length >>> 1) : null;
     let rewritten = 0, aborts = 0;
     toReference.length = 0;
     let i = 0;
@@ -174,7 +157,7 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
         if (pEnd - chunkStart > regionBytes) break;
         const ip = ipOffset[j]!;
         if (
-          linkType[j] === LINKTYPE_ETHERNET && ip >= 0 && firmwareSafe(data, words, offset[j]!, ip, capLen[j]!, origLen[j]!, verify) &&
+          linkType[j] === LINKTYPE_ETHERNET && ip >= 0 && firmwareSafe(data, offset[j]!, ip, capLen[j]!, origLen[j]!) &&
           !(bothSides && matchesBoth(data, offset[j]! + ip))
         ) {
           if (n === batchMax) break;
@@ -189,8 +172,18 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
         end = pEnd;
       }
       if (j === i) throw new Error(`packet ${i} (${capLen[i]} bytes) does not fit the firmware packet region`);
+      if (n > 0) region.set(data.subarray(chunkStart, end), 0);
+      if (verifyKernel !== null) {
+        // a packet whose checksums do not check out leaves the chunk: the last descriptor takes its place
+        for (let k = 0; (k = verifyKernel(descAddr, k, n, regionAddr)) < n; ) {
+          toReference.push(slotOf[k]!);
+          n--;
+          du32[k * 8] = du32[n * 8]!;
+          du16[k * 16 + 2] = du16[n * 16 + 2]!;
+          slotOf[k] = slotOf[n]!;
+        }
+      }
       if (n > 0) {
-        region.set(data.subarray(chunkStart, end), 0);
         fw.process(n, 0);
         for (let k = 0; k < n; k++) {
           const v = dbytes[k * 32 + 12]!;
@@ -213,6 +206,7 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
       }
       i = j;
     }
+    const words = toReference.length > 0 && (data.byteOffset & 1) === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.length >>> 1) : null;
     for (const k of toReference) {
       const o = reference.rewrite(linkType[k]!, data, offset[k]!, capLen[k]!, origLen[k]!, words);
       if (o & OUTCOME_CHANGED) rewritten++;
