@@ -12,7 +12,7 @@ import { benchRewrite } from '../host/rewrite/benchmark.ts';
 import type { BenchOptions, BenchRow, BenchSection } from './lib.ts';
 import { makePacketSet, PACKET_LEN } from './packets.ts';
 
-async function newFlowsPerSec(flows: number): Promise<BenchRow> {
+export async function newFlowsPerSec(flows: number): Promise<BenchRow> {
   const config = defaultConfig();
   config.agent.multicast.enabled = false;
   const fw = await ForwardingFirmware.load({ seed: 5 });

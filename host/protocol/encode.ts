@@ -457,9 +457,19 @@ function writeBody(o: number, m: ServiceMessage): number {
   }
 }
 
-/** Encodes into `target` from `start` (at most 64 KiB); returns the message length. */
-function encodeAt(msg: ServiceMessage, target: Uint8Array, start: number, limit: number, keyring: Keyring | undefined): number {
-  if (typeof msg !== 'object' || msg === null) badField('message', msg, 'a service message');
+/**
+ * Encodes into `target` from `start` (at most 64 KiB); returns the message length. The header's
+ * sender and sequence come from the arguments (a channel numbers messages without copying them).
+ */
+function encodeAt(
+  msg: ServiceMessage | UnnumberedMessage,
+  sender: number,
+  sequence: number,
+  target: Uint8Array,
+  start: number,
+  limit: number,
+  keyring: Keyring | undefined,
+): number {
   const typeCode = MESSAGE_TYPE_CODES[msg.type];
   if (typeCode === undefined) badField('type', msg.type, 'a message type name');
   out = target;
@@ -468,8 +478,8 @@ function encodeAt(msg: ServiceMessage, target: Uint8Array, start: number, limit:
   out[start] = PROTOCOL_VERSION;
   out[start + 1] = typeCode;
   w16(start + 2, 0);
-  w32(start + 8, u32(msg.sender, 'sender'));
-  wSeq(start + 12, msg.sequence, 'sequence');
+  w32(start + 8, u32(sender, 'sender'));
+  wSeq(start + 12, sequence, 'sequence');
   let o = start + HEADER_BYTES;
   let macAt = -1;
   const key = keyring !== undefined && typeCode !== MessageType.IpPacketOnly ? keyring.sendKey : undefined;
@@ -482,7 +492,7 @@ function encodeAt(msg: ServiceMessage, target: Uint8Array, start: number, limit:
     macAt = d + 4;
     o = d + len;
   }
-  o = writeBody(o, msg);
+  o = writeBody(o, msg as ServiceMessage);
   const total = o - start;
   w32(start + 4, total);
   if (key !== undefined) {
@@ -494,8 +504,9 @@ function encodeAt(msg: ServiceMessage, target: Uint8Array, start: number, limit:
 
 /** Encodes a message into a new Buffer. Throws ProtocolError BAD_FIELD (with `field`) on invalid input. */
 export function encodeMessage(msg: ServiceMessage, opts?: EncodeOptions): Buffer {
+  if (typeof msg !== 'object' || msg === null) badField('message', msg, 'a service message');
   roomIsTarget = false;
-  const len = encodeAt(msg, scratch, 0, MAX_MESSAGE_BYTES, opts?.security);
+  const len = encodeAt(msg, msg.sender, msg.sequence, scratch, 0, MAX_MESSAGE_BYTES, opts?.security);
   const b = Buffer.allocUnsafe(len);
   scratch.copy(b, 0, 0, len);
   return b;
@@ -507,6 +518,39 @@ export function encodeMessage(msg: ServiceMessage, opts?: EncodeOptions): Buffer
  */
 export function encodeMessageInto(msg: ServiceMessage, target: Uint8Array, offset = 0, opts?: EncodeOptions): number {
   if (!Number.isInteger(offset) || offset < 0 || offset > target.length) badField('offset', offset, 'an offset inside target');
+  if (typeof msg !== 'object' || msg === null) badField('message', msg, 'a service message');
   roomIsTarget = target.length - offset < MAX_MESSAGE_BYTES;
-  return encodeAt(msg, target, offset, Math.min(target.length, offset + MAX_MESSAGE_BYTES), opts?.security);
+  return encodeAt(msg, msg.sender, msg.sequence, target, offset, Math.min(target.length, offset + MAX_MESSAGE_BYTES), opts?.security);
+}
+
+/** A message without its header's sender and sequence (a channel supplies those). */
+export type UnnumberedMessage = ServiceMessage extends infer M ? (M extends ServiceMessage ? Omit<M, 'sender' | 'sequence'> : never) : never;
+
+/**
+ * `encodeMessageInto` for a message whose header sender and sequence are given apart from it: the
+ * same bytes as encoding `{ ...msg, sender, sequence }`, without building that object. Throws
+ * BUFFER_TOO_SMALL when it does not fit in `target` from `offset` (a partial message may be left).
+ */
+export function encodeNumberedInto(
+  msg: UnnumberedMessage,
+  sender: number,
+  sequence: number,
+  target: Uint8Array,
+  offset: number,
+  opts?: EncodeOptions,
+): number {
+  if (!Number.isInteger(offset) || offset < 0 || offset > target.length) badField('offset', offset, 'an offset inside target');
+  if (typeof msg !== 'object' || msg === null) badField('message', msg, 'a service message');
+  roomIsTarget = target.length - offset < MAX_MESSAGE_BYTES;
+  return encodeAt(msg, sender, sequence, target, offset, Math.min(target.length, offset + MAX_MESSAGE_BYTES), opts?.security);
+}
+
+/** `encodeMessage` with the header's sender and sequence given apart from the message. */
+export function encodeNumbered(msg: UnnumberedMessage, sender: number, sequence: number, opts?: EncodeOptions): Buffer {
+  if (typeof msg !== 'object' || msg === null) badField('message', msg, 'a service message');
+  roomIsTarget = false;
+  const len = encodeAt(msg, sender, sequence, scratch, 0, MAX_MESSAGE_BYTES, opts?.security);
+  const b = Buffer.allocUnsafe(len);
+  scratch.copy(b, 0, 0, len);
+  return b;
 }

@@ -1,7 +1,7 @@
 // The service message protocol: the wire between forwarding agents and service managers.
 // Bytes: docs/protocol.md. Import from here; the other files are the implementation.
-export { encodeMessage, encodeMessageInto } from './encode.ts';
-export type { EncodeOptions } from './encode.ts';
+export { encodeMessage, encodeMessageInto, encodeNumbered, encodeNumberedInto } from './encode.ts';
+export type { EncodeOptions, UnnumberedMessage } from './encode.ts';
 export { decodeMessage, denyFor } from './decode.ts';
 export type { DecodeOptions } from './decode.ts';
 export { ProtocolError } from './errors.ts';

@@ -2,15 +2,18 @@
 // datagrams, decodes and verifies what it receives, and counts every refusal by its code.
 import {
   decodeMessage,
-  encodeMessage,
+  encodeNumbered,
+  encodeNumberedInto,
   HEADER_BYTES,
   ProtocolError,
   type Keyring,
+  type DecodeOptions,
+  type EncodeOptions,
   type SecurityVerifier,
   type ServiceMessage,
 } from '../protocol/index.ts';
 import { initialSequence } from '../protocol/index.ts';
-import type { ControlSocket, Endpoint } from './udp.ts';
+import { MAX_DATAGRAM, type ControlSocket, type Endpoint } from './udp.ts';
 
 type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
 /** A message as the caller builds it; the channel fills in sender and sequence. */
@@ -35,6 +38,8 @@ export class ServiceChannel {
   private sequence: number;
   private readonly keyring: Keyring | undefined;
   private readonly verifier: SecurityVerifier | undefined;
+  private readonly encodeOptions: EncodeOptions | undefined;
+  private readonly decodeOptions: DecodeOptions | undefined;
   private handler: MessageHandler = () => undefined;
   private refusalHandler: RefusalHandler = () => undefined;
   readonly stats = { sent: 0, received: 0, refused: 0, refusedByCode: {} as Record<string, number> };
@@ -44,6 +49,8 @@ export class ServiceChannel {
     this.sender = opts.sender >>> 0;
     this.keyring = opts.keyring;
     this.verifier = opts.verifier;
+    this.encodeOptions = opts.keyring ? { security: opts.keyring } : undefined;
+    this.decodeOptions = opts.verifier ? { security: opts.verifier } : undefined;
     // Receivers drop sequence numbers they have seen: start above anything a previous run used.
     this.sequence = initialSequence();
     opts.socket.onDatagram((d, from) => this.receive(d, from));
@@ -57,9 +64,35 @@ export class ServiceChannel {
     this.refusalHandler = handler;
   }
 
-  /** Encodes `msg` (next sequence number, signed when configured) and queues it for `to`. */
+  /**
+   * Encodes `msg` (next sequence number, signed when configured) and queues it for `to`: written
+   * straight into the datagram being built for `to`, no per-message buffer.
+   */
   send(msg: Outgoing, to: Endpoint): void {
-    this.socket.send(this.encode(msg), to);
+    const socket = this.socket;
+    const sequence = ++this.sequence;
+    this.stats.sent++;
+    let p = socket.pendingFor(to);
+    let len: number;
+    try {
+      len = encodeNumberedInto(msg, this.sender, sequence, p.buf, p.bytes, this.encodeOptions);
+    } catch (e) {
+      if (!(e instanceof ProtocolError) || e.code !== 'BUFFER_TOO_SMALL') throw e;
+      if (p.bytes === 0) {
+        // Larger than any shared datagram: encoded alone (or refused, TOO_LARGE) as before.
+        socket.send(encodeNumbered(msg, this.sender, sequence, this.encodeOptions), to);
+        return;
+      }
+      p = socket.pendingFor(to, MAX_DATAGRAM);
+      try {
+        len = encodeNumberedInto(msg, this.sender, sequence, p.buf, p.bytes, this.encodeOptions);
+      } catch (e2) {
+        if (!(e2 instanceof ProtocolError) || e2.code !== 'BUFFER_TOO_SMALL') throw e2;
+        socket.send(encodeNumbered(msg, this.sender, sequence, this.encodeOptions), to);
+        return;
+      }
+    }
+    socket.commit(p, len);
   }
 
   /** Encodes once for several destinations (multicast group plus unicast list). */
@@ -70,9 +103,9 @@ export class ServiceChannel {
   }
 
   encode(msg: Outgoing): Buffer {
-    const full = { ...msg, sender: this.sender, sequence: ++this.sequence } as ServiceMessage;
+    const sequence = ++this.sequence;
     this.stats.sent++;
-    return encodeMessage(full, this.keyring ? { security: this.keyring } : undefined);
+    return encodeNumbered(msg, this.sender, sequence, this.encodeOptions);
   }
 
   /** Splits a datagram into its messages (each header carries the message's total length). */
@@ -88,7 +121,7 @@ export class ServiceChannel {
       off += len;
       let msg: ServiceMessage;
       try {
-        msg = decodeMessage(bytes, this.verifier ? { security: this.verifier } : undefined);
+        msg = decodeMessage(bytes, this.decodeOptions);
       } catch (e) {
         if (!(e instanceof ProtocolError)) throw e;
         this.stats.refused++;

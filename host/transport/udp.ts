@@ -24,6 +24,8 @@ export interface ControlSocketOptions {
   reuseAddr?: boolean;
 }
 
+const endpointKey = (e: Endpoint): string => `${e.address}:${e.port}`;
+
 export type DatagramHandler = (datagram: Buffer, from: Endpoint) => void;
 
 export class TransportError extends Error {
@@ -39,15 +41,27 @@ export class TransportError extends Error {
 /** Largest datagram we build by coalescing; below 64 KiB so the protocol's limit always holds. */
 export const MAX_DATAGRAM = 60 * 1024;
 
-interface Pending {
-  to: Endpoint;
-  parts: Buffer[];
+/**
+ * The datagram being built for one destination: messages are written (encoded, or copied) straight
+ * into `buf` at `bytes`, then `commit`ted. `buf` is a MAX_DATAGRAM scratch buffer, reused after
+ * the flush copies the datagram out.
+ */
+export interface PendingDatagram {
+  readonly to: Endpoint;
+  buf: Buffer;
   bytes: number;
+  /** Messages in it. */
+  count: number;
 }
 
 export class ControlSocket {
   private handler: DatagramHandler | null = null;
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new Map<string, PendingDatagram>();
+  /** Scratch datagram buffers no pending datagram holds. */
+  private readonly spare: Buffer[] = [];
+  /** The endpoint object (and its datagram) of the last send: a burst to one peer skips the key. */
+  private lastTo: Endpoint | null = null;
+  private lastPending: PendingDatagram | null = null;
   private flushScheduled = false;
   private closed = false;
   /** Datagrams and bytes sent/received, for metrics. */
@@ -107,20 +121,44 @@ export class ControlSocket {
   }
 
   /** Queues a complete service message for `to`; messages to one endpoint share datagrams. */
-  send(message: Buffer, to: Endpoint): void {
+  send(message: Uint8Array, to: Endpoint): void {
     if (this.closed) return;
-    const k = `${to.address}:${to.port}`;
-    let p = this.pending.get(k);
-    if (p && p.bytes + message.length > MAX_DATAGRAM) {
-      this.flushOne(p);
-      p = undefined;
+    if (message.length > MAX_DATAGRAM) {
+      // Too big to share a datagram: flush what is queued for `to` (order kept), send it alone.
+      const p = this.pending.get(endpointKey(to));
+      if (p) this.flushOne(p);
+      this.sendNow(Buffer.from(message.buffer, message.byteOffset, message.length), to);
+      return;
     }
+    const p = this.pendingFor(to, message.length);
+    p.buf.set(message, p.bytes);
+    this.commit(p, message.length);
+  }
+
+  /**
+   * The datagram being built for `to`, with room for `room` more bytes when that fits in a
+   * datagram at all (a fuller one is flushed first). Write a message at `buf[bytes..]`, then `commit`.
+   */
+  pendingFor(to: Endpoint, room = 0): PendingDatagram {
+    let p: PendingDatagram | undefined | null = this.lastTo === to ? this.lastPending : null;
     if (!p) {
-      p = { to, parts: [], bytes: 0 };
-      this.pending.set(k, p);
+      const k = endpointKey(to);
+      p = this.pending.get(k);
+      if (!p) {
+        p = { to, buf: this.spare.pop() ?? Buffer.allocUnsafe(MAX_DATAGRAM), bytes: 0, count: 0 };
+        this.pending.set(k, p);
+      }
+      this.lastTo = to;
+      this.lastPending = p;
     }
-    p.parts.push(message);
-    p.bytes += message.length;
+    if (p.bytes > 0 && p.bytes + room > MAX_DATAGRAM) this.flushOne(p);
+    return p;
+  }
+
+  /** Counts `len` bytes written at `p.bytes` as one more message of the datagram. */
+  commit(p: PendingDatagram, len: number): void {
+    p.bytes += len;
+    p.count++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
@@ -129,15 +167,22 @@ export class ControlSocket {
 
   flush(): void {
     this.flushScheduled = false;
-    for (const p of this.pending.values()) this.flushOne(p);
+    for (const p of this.pending.values()) {
+      this.flushOne(p);
+      this.spare.push(p.buf);
+    }
     this.pending.clear();
+    this.lastTo = null;
+    this.lastPending = null;
   }
 
-  private flushOne(p: Pending): void {
-    if (p.parts.length === 0) return;
-    const datagram = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.bytes);
-    p.parts = [];
+  /** Sends what `p` holds now (a right-sized copy: the scratch buffer is written again at once). */
+  flushOne(p: PendingDatagram): void {
+    if (p.bytes === 0) return;
+    const datagram = Buffer.allocUnsafe(p.bytes);
+    p.buf.copy(datagram, 0, 0, p.bytes);
     p.bytes = 0;
+    p.count = 0;
     this.sendNow(datagram, p.to);
   }
 
