@@ -1,7 +1,7 @@
 // Fast-path benchmark: 64-byte TCP packets in batches of 256 through the WebAssembly firmware, one
 // thread, and the same packets through the TypeScript baseline (bench/baseline.ts) where it applies.
 // Each measured batch includes copying the packets into the batch region, as a packet source would.
-import { BaselineFastPath } from './baseline.ts';
+import { BaselineFastPath, Descriptors, VERDICT_FORWARD } from './baseline.ts';
 import { type BenchOptions, type BenchRow, type BenchSection } from './lib.ts';
 import { backendAddr, makePacketSet, PACKET_LEN, VIP, VIP_PORT, type PacketSet } from './packets.ts';
 import { ForwardingFirmware, Status, VerdictCode } from '../host/agent/wasm.ts';
@@ -32,16 +32,16 @@ function measureBaseline(bl: BaselineFastPath, set: PacketSet, minMs: number): n
   const work = new Uint8Array(BATCH * PACKET_LEN);
   const offsets = new Uint32Array(BATCH).map((_, i) => i * PACKET_LEN);
   const lengths = new Uint32Array(BATCH).fill(PACKET_LEN);
-  const verdicts = new Uint8Array(BATCH);
+  const out = new Descriptors(BATCH);
   const batches = Math.floor(set.count / BATCH);
   let b = 0;
   const run = (): void => {
     work.set(set.bytes.subarray(b * BATCH * PACKET_LEN, (b + 1) * BATCH * PACKET_LEN), 0);
-    bl.process(work, offsets, lengths, verdicts, BATCH);
+    bl.process(work, offsets, lengths, out, BATCH, NOW);
     b = b + 1 === batches ? 0 : b + 1;
   };
   for (let i = 0; i < 200; i++) run();
-  if (verdicts[BATCH - 1] !== 1) throw new Error('baseline bench: expected fixed hits');
+  if (out.verdict[BATCH - 1] !== VERDICT_FORWARD) throw new Error('baseline bench: expected fixed hits');
   return timed(run, minMs);
 }
 
@@ -78,7 +78,7 @@ async function fixedHitRow(flows: number, minMs: number, withBaseline: boolean):
   let baselineMpps: number | null = null;
   if (withBaseline) {
     const bl = new BaselineFastPath(Math.ceil(flows / 0.8));
-    for (let f = 0; f < flows; f++) bl.install(set.clientAddr(f), VIP, set.clientPort(f), VIP_PORT, 6, backendAddr(f % 8), 8080);
+    for (let f = 0; f < flows; f++) bl.install(set.clientAddr(f), VIP, set.clientPort(f), VIP_PORT, 6, backendAddr(f % 8), 8080, NOW + 3_600_000);
     baselineMpps = measureBaseline(bl, set, minMs) / 1e6;
   }
   const label = flows >= 1_000_000 ? `${flows / 1_000_000}m` : `${flows / 1000}k`;
