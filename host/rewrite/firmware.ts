@@ -4,11 +4,12 @@
 // IPv4 headers inside it, and the span is copied back: the writer then writes every other byte as read.
 //
 // The firmware does RFC 1624 incremental NAT on the IPv4 packet. That is tcprewrite's result for whole,
-// unfragmented, unpadded IPv4 TCP/UDP packets with correct checksums (verified here on the way in: one pass
-// of additions); every other packet (non-IPv4, truncated, fragments, padding, multicast, wrong checksums,
-// malformed, firmware drops) goes through the TypeScript reference rewriter,
-// which reproduces tcprewrite's repairs. Rules the firmware cannot express (prefix maps, port maps) make
-// the whole run use the reference rewriter: see planWildcards().
+// unfragmented, unpadded IPv4 TCP/UDP packets with correct checksums; the admission kernel
+// (verify-kernel.wat, run over the copy in wasm memory) checks those rules and sums the checksums. Every
+// other packet (non-IPv4, truncated, fragments, padding, multicast, wrong checksums, malformed, firmware
+// drops) goes through the TypeScript reference rewriter, which reproduces tcprewrite's repairs. Rules the
+// firmware cannot express (prefix maps, port maps) make the whole run use the reference rewriter: see
+// planWildcards().
 
 import { ForwardingFirmware, VerdictCode, type WildcardAffinity, type LoadOptions } from '../agent/wasm.ts';
 import { LINKTYPE_ETHERNET } from '../pcap/linktype.ts';
@@ -16,7 +17,7 @@ import type { PacketBatch } from '../pcap/batch.ts';
 import { OUTCOME_CHANGED, OUTCOME_TCPREWRITE_ABORTS, ReferenceRewriter } from './reference.ts';
 import type { RewriteRules } from './rules.ts';
 import type { BatchRewriter } from './rewrite.ts';
-import { loadVerifyKernel } from './verify-kernel.ts';
+import { loadAdmitKernel } from './verify-kernel.ts';
 
 const OWNER = 1;
 const TTL_SEC = 2_000_000; // the firmware's MAX_TTL_SEC; the rewrite clock stays at 0
@@ -62,29 +63,6 @@ export function planWildcards(rules: RewriteRules): WildcardPlan {
   if (rules.pnat.length > 0) unsupported.push('--pnat rewrites source and destination of one packet and ARP: one wildcard match rewrites one side');
   if (rules.portmap.length > 0) unsupported.push('--portmap maps both ports of one packet and port ranges: a wildcard matches one port or any');
   return { wildcards, unsupported };
-}
-
-/**
- * True when the firmware's incremental NAT gives tcprewrite's bytes for this IPv4 packet, provided its
- * checksums check out (the verify kernel looks at those in wasm memory).
- */
-function firmwareSafe(b: Uint8Array, start: number, ip: number, capLen: number, origLen: number): boolean {
-  if (capLen !== origLen) return false;
-  const p = start + ip;
-  if (b[p] !== 0x45) return false; // version 4, no options keeps it simple
-  const total = (b[p + 2]! << 8) | b[p + 3]!;
-  if (total !== capLen - ip) return false; // padding or a lying length: tcprewrite fixes it
-  if (((b[p + 6]! << 8) | b[p + 7]!) & 0x3fff) return false; // fragment
-  if (b[p + 16]! >> 4 === 0xe || b[p + 12]! >> 4 === 0xe) return false; // multicast MAC edits
-  const proto = b[p + 9]!;
-  if (proto !== 6 && proto !== 17) return false;
-  if (total < (proto === 6 ? 40 : 28)) return false; // no whole TCP/UDP header
-  if (proto === 17 && b[p + 26] === 0 && b[p + 27] === 0) return false; // UDP without checksum
-  // tcprewrite recomputes checksums, so a wrong one in the input comes out corrected, and a right one
-  // stored as 0xffff (the other zero) comes out as 0x0000: only packets whose checksums are right and
-  // canonical may take the incremental path.
-  const ckAt = p + 20 + (proto === 6 ? 16 : 6);
-  return !((b[p + 10] === 0xff && b[p + 11] === 0xff) || (b[ckAt] === 0xff && b[ckAt + 1] === 0xff));
 }
 
 export interface FirmwareRewriter extends BatchRewriter {
@@ -137,7 +115,8 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
     return srcAddrs.has(src) && dstAddrs.has(dst);
   };
   const toReference: number[] = [];
-  const verifyKernel = verify ? loadVerifyKernel(fw.memory) : null;
+  const admit = loadAdmitKernel(fw.memory);
+  const verifyFlag = verify ? 1 : 0;
   const regionAddr = region.byteOffset;
   const descAddr = dbytes.byteOffset;
 
@@ -156,10 +135,8 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
         const pEnd = offset[j]! + capLen[j]!;
         if (pEnd - chunkStart > regionBytes) break;
         const ip = ipOffset[j]!;
-        if (
-          linkType[j] === LINKTYPE_ETHERNET && ip >= 0 && firmwareSafe(data, offset[j]!, ip, capLen[j]!, origLen[j]!) &&
-          !(bothSides && matchesBoth(data, offset[j]! + ip))
-        ) {
+        // whole Ethernet IPv4 packets are candidates; the admission kernel decides after the copy in
+        if (linkType[j] === LINKTYPE_ETHERNET && ip >= 0 && capLen[j] === origLen[j] && capLen[j]! - ip <= 0xffff && !(bothSides && matchesBoth(data, offset[j]! + ip))) {
           if (n === batchMax) break;
           const d = n * 8;
           du32[d] = offset[j]! - chunkStart + ip;
@@ -173,15 +150,14 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
       }
       if (j === i) throw new Error(`packet ${i} (${capLen[i]} bytes) does not fit the firmware packet region`);
       if (n > 0) region.set(data.subarray(chunkStart, end), 0);
-      if (verifyKernel !== null) {
-        // a packet whose checksums do not check out leaves the chunk: the last descriptor takes its place
-        for (let k = 0; (k = verifyKernel(descAddr, k, n, regionAddr)) < n; ) {
-          toReference.push(slotOf[k]!);
-          n--;
-          du32[k * 8] = du32[n * 8]!;
-          du16[k * 16 + 2] = du16[n * 16 + 2]!;
-          slotOf[k] = slotOf[n]!;
-        }
+      // a packet the kernel turns away leaves the chunk (the last descriptor takes its place) for the
+      // reference rewriter
+      for (let k = 0; (k = admit(descAddr, k, n, regionAddr, verifyFlag)) < n; ) {
+        toReference.push(slotOf[k]!);
+        n--;
+        du32[k * 8] = du32[n * 8]!;
+        du16[k * 16 + 2] = du16[n * 16 + 2]!;
+        slotOf[k] = slotOf[n]!;
       }
       if (n > 0) {
         fw.process(n, 0);
