@@ -18,6 +18,7 @@ import type { ManagerConfig, WasmlbConfig } from '../config/index.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket } from '../transport/udp.ts';
 import { securityOf } from '../manager/run.ts';
+import { readJsonLines } from '../ops/ndjson.ts';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 
@@ -167,7 +168,6 @@ export async function spawnManager(
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   return new Promise((resolve, reject) => {
-    let partial = '';
     let done = false;
     const timer = setTimeout(() => fail(`manager did not start within 15 s`), 15_000);
     const fail = (why: string): void => {
@@ -178,30 +178,21 @@ export async function spawnManager(
       reject(new ReplayError('MANAGER_START', `${why}\n${stderr.slice(-2000)}`));
     };
     let stderr = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => {
-      stderr += chunk;
-      if (stderr.length > 100_000) stderr = stderr.slice(-50_000);
-      partial += chunk;
-      let nl: number;
-      while ((nl = partial.indexOf('\n')) >= 0) {
-        const line = partial.slice(0, nl);
-        partial = partial.slice(nl + 1);
-        if (!line.startsWith('{')) continue;
-        let e: Record<string, unknown>;
-        try {
-          e = JSON.parse(line) as Record<string, unknown>;
-        } catch {
-          continue;
-        }
+    readJsonLines(
+      child.stderr!,
+      (e) => {
         onLine?.(e);
         if (!done && e['event'] === 'ready') {
           done = true;
           clearTimeout(timer);
           resolve({ child, ready: e });
         }
-      }
-    });
+      },
+      (chunk) => {
+        stderr += chunk;
+        if (stderr.length > 100_000) stderr = stderr.slice(-50_000);
+      },
+    );
     child.on('exit', (code, signal) => {
       if (done && code !== 0 && signal !== 'SIGKILL' && signal !== 'SIGTERM') {
         // After "ready" nobody waits on this promise: a crash must still be seen, with its reason.

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { readJsonLines } from '../../host/ops/ndjson.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CLI = path.join(ROOT, 'host/cli.ts');
@@ -21,25 +22,17 @@ export class WasmlbProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor(readonly child: ChildProcess, readonly args: string[]) {
-    let partial = '';
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => {
-      this.stderr += chunk;
-      partial += chunk;
-      let nl: number;
-      while ((nl = partial.indexOf('\n')) >= 0) {
-        const line = partial.slice(0, nl);
-        partial = partial.slice(nl + 1);
-        if (!line.startsWith('{')) continue;
-        try {
-          const e = JSON.parse(line) as LogEvent;
-          this.events.push(e);
-          this.waiters = this.waiters.filter((w) => (w.pred(e) ? (w.resolve(e), false) : true));
-        } catch {
-          /* a non-JSON line is kept in stderr only */
-        }
-      }
-    });
+    readJsonLines(
+      child.stderr!,
+      (line) => {
+        const e = line as LogEvent;
+        this.events.push(e);
+        this.waiters = this.waiters.filter((w) => (w.pred(e) ? (w.resolve(e), false) : true));
+      },
+      (chunk) => {
+        this.stderr += chunk;
+      },
+    );
     child.stdout!.setEncoding('utf8');
     child.stdout!.on('data', (chunk: string) => {
       this.stdout += chunk;
