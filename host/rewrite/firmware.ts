@@ -17,7 +17,7 @@ import type { PacketBatch } from '../pcap/batch.ts';
 import { OUTCOME_CHANGED, OUTCOME_TCPREWRITE_ABORTS, ReferenceRewriter } from './reference.ts';
 import type { RewriteRules } from './rules.ts';
 import type { BatchRewriter } from './rewrite.ts';
-import { loadAdmitKernel } from './verify-kernel.ts';
+import { loadAdmissionKernel } from './verify-kernel.ts';
 
 const OWNER = 1;
 const TTL_SEC = 2_000_000; // the firmware's MAX_TTL_SEC; the rewrite clock stays at 0
@@ -115,14 +115,16 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
     return srcAddrs.has(src) && dstAddrs.has(dst);
   };
   const toReference: number[] = [];
-  const admit = loadAdmitKernel(fw.memory);
+  const kernel = loadAdmissionKernel(fw.memory);
+  const admit = kernel.admit;
+  const settle = kernel.settle;
   const verifyFlag = verify ? 1 : 0;
   const regionAddr = region.byteOffset;
   const descAddr = dbytes.byteOffset;
 
   function rewriteBatch(batch: PacketBatch): { rewritten: number; aborts: number } {
     const { data, offset, capLen, origLen, ipOffset, linkType } = batch;
-    let rewritten = 0, aborts = 0;
+    let rewritten = 0, aborts = 0, firmwarePackets = 0;
     toReference.length = 0;
     let i = 0;
     while (i < batch.count) {
@@ -161,34 +163,26 @@ export async function loadFirmwareRewriter(rules: RewriteRules, load: LoadOption
       }
       if (n > 0) {
         fw.process(n, 0);
-        for (let k = 0; k < n; k++) {
-          const v = dbytes[k * 32 + 12]!;
-          if (v === VerdictCode.FORWARD) {
-            if (dbytes[k * 32 + 14]! & 8) {
-              rewritten++;
-              // the firmware writes a UDP result of 0 as 0xffff (RFC 768); tcprewrite's recompute writes 0
-              const p = du32[k * 8]!;
-              if (region[p + 9] === 17 && region[p + 26] === 0xff && region[p + 27] === 0xff) {
-                region[p + 26] = 0;
-                region[p + 27] = 0;
-              }
-            }
-            stats.firmware++;
-          } else {
-            toReference.push(slotOf[k]!); // dropped or diverted: the bytes are as read
-          }
+        // dropped or diverted packets go to the reference rewriter: their bytes are as read
+        let forwarded = n;
+        for (let k = 0; (k = settle(descAddr, k, n, regionAddr)) < n; k++) {
+          toReference.push(slotOf[k]!);
+          forwarded--;
         }
+        firmwarePackets += forwarded;
         data.set(region.subarray(0, end - chunkStart), chunkStart);
       }
       i = j;
     }
+    rewritten += kernel.rewritten();
+    stats.firmware += firmwarePackets;
     const words = toReference.length > 0 && (data.byteOffset & 1) === 0 ? new Uint16Array(data.buffer, data.byteOffset, data.length >>> 1) : null;
     for (const k of toReference) {
       const o = reference.rewrite(linkType[k]!, data, offset[k]!, capLen[k]!, origLen[k]!, words);
       if (o & OUTCOME_CHANGED) rewritten++;
       if (o & OUTCOME_TCPREWRITE_ABORTS) aborts++;
-      stats.reference++;
     }
+    stats.reference += toReference.length;
     return { rewritten, aborts };
   }
   return { firmware: fw, stats, rewriteBatch };

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { ForwardingFirmware } from '../../../host/agent/wasm.ts';
 import { ipv4HeaderChecksum, transportChecksum } from '../../../host/pcap/checksum.ts';
 import { tcpPacket, udpPacket } from '../../../host/pcap/packets.ts';
-import { VERIFY_KERNEL_WASM, loadAdmitKernel } from '../../../host/rewrite/verify-kernel.ts';
+import { VERIFY_KERNEL_WASM, loadAdmissionKernel } from '../../../host/rewrite/verify-kernel.ts';
 
 interface Wabt {
   parseWat(name: string, text: string): { toBinary(o: object): { buffer: Uint8Array } };
@@ -38,7 +38,7 @@ describe('admission kernel', () => {
 
   it('stops at each packet the rules or a full checksum recompute turn away, and only there', async () => {
     const fw = await ForwardingFirmware.load({ budgetBytes: 2 * 1024 * 1024, wildcardCapacity: 64, extCapacity: 16 });
-    const admit = loadAdmitKernel(fw.memory);
+    const { admit } = loadAdmissionKernel(fw.memory);
     const region = fw.packets, du32 = fw.descriptorU32, du16 = fw.descriptorU16;
     const pkt = fc
       .record({
@@ -76,5 +76,36 @@ describe('admission kernel', () => {
       }),
       { numRuns: 600 },
     );
+  });
+
+  it('settle: stops at each packet not forwarded, counts the rewritten ones, writes a rewritten UDP 0xffff as 0', async () => {
+    const fw = await ForwardingFirmware.load({ budgetBytes: 2 * 1024 * 1024, wildcardCapacity: 64, extCapacity: 16 });
+    const k = loadAdmissionKernel(fw.memory);
+    const region = fw.packets, du32 = fw.descriptorU32, db = fw.descriptorBytes, du16 = fw.descriptorU16;
+    const udp = (ck: number): Buffer => {
+      const f = udpPacket({ link: 'raw' }, { src: 1, dst: 2 }, { sport: 1, dport: 2, payload: Buffer.alloc(3) });
+      f.writeUInt16BE(ck, 26);
+      return f;
+    };
+    const tcp = tcpPacket({ link: 'raw' }, { src: 1, dst: 2 }, { sport: 1, dport: 2, flags: 0x10 });
+    tcp.writeUInt16BE(0xffff, 26); // not a UDP checksum field: left alone
+    // [packet, verdict, out flags]: FORWARD = 1, DROP = 5, TO_MANAGER = 2; REWRITTEN = 8
+    const rows: [Buffer, number, number][] = [
+      [udp(0xffff), 1, 8], [udp(0xffff), 1, 0], [tcp, 1, 8], [udp(0x1234), 5, 8], [udp(0xffff), 1, 8 | 4], [udp(0xffff), 2, 0],
+    ];
+    rows.forEach(([f, v, flags], i) => {
+      region.set(f, i * 100);
+      du32[i * 8] = i * 100;
+      du16[i * 16 + 2] = f.length;
+      db[i * 32 + 12] = v;
+      du16[i * 16 + 7] = flags;
+    });
+    k.rewritten(); // clear
+    const stops: number[] = [];
+    for (let i = 0; (i = k.settle(db.byteOffset, i, rows.length, region.byteOffset)) < rows.length; i++) stops.push(i);
+    expect(stops).toEqual([3, 5]);
+    expect(k.rewritten()).toBe(3);
+    expect(k.rewritten()).toBe(0);
+    expect([0, 1, 2, 3, 4].map((i) => Buffer.from(region.subarray(i * 100 + 26, i * 100 + 28)).toString('hex'))).toEqual(['0000', 'ffff', 'ffff', '1234', '0000']);
   });
 });
