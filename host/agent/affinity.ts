@@ -91,6 +91,66 @@ export function firmwareActions(
   return a;
 }
 
+/**
+ * `firmwareFixed(e, owner, firmwareActions(e.actions, …))` in one step and one object shape (every
+ * action field present, undefined when unset), for the per-flow install path. `target` interns an
+ * interest address (u32) and port; undefined (table full) throws UnsupportedActionError.
+ */
+export function firmwareFixedEntry(e: P.FixedEntry, owner: number, target: (addr: number, port: number) => number | undefined): FixedAffinity {
+  let natSrcAddr: number | undefined;
+  let natSrcPort: number | undefined;
+  let natDstAddr: number | undefined;
+  let natDstPort: number | undefined;
+  let seqAdjust: FixedAffinity['seqAdjust'];
+  let dispatch: number | undefined;
+  let interest: FixedAffinity['interest'];
+  const actions = e.actions;
+  for (let i = 0; i < actions.length; i++) {
+    const act = actions[i]!;
+    switch (act.kind) {
+      case 'nat':
+        if (act.srcAddr !== undefined) natSrcAddr = act.srcAddr;
+        if (act.srcPort !== undefined) natSrcPort = act.srcPort;
+        if (act.dstAddr !== undefined) natDstAddr = act.dstAddr;
+        if (act.dstPort !== undefined) natDstPort = act.dstPort;
+        break;
+      case 'sequence-adjust':
+        seqAdjust = { seqInit: act.initialSeq, seqDelta: act.seqDelta, ackInit: act.initialAck, ackDelta: act.ackDelta };
+        break;
+      case 'dispatch':
+        dispatch = act.nextHop;
+        break;
+      case 'advertise':
+        break; // wildcards only; the firmware's fixed affinities have no use for it
+      case 'interest-criteria': {
+        const t = target(act.addr, act.port);
+        if (t === undefined) throw new UnsupportedActionError('interest target table full');
+        interest = { mask: act.mask, target: t, data: act.data, copy: act.copy, hold: act.hold };
+        break;
+      }
+    }
+  }
+  const f = e.affinity;
+  return {
+    proto: f.protocol,
+    saddr: f.srcAddr,
+    daddr: f.dstAddr,
+    sport: f.srcPort,
+    dport: f.dstPort,
+    ttlSec: ttlSeconds(f.ttlMs),
+    owner,
+    natSrcAddr,
+    natSrcPort,
+    natDstAddr,
+    natDstPort,
+    seqAdjust,
+    dispatch,
+    drop: undefined,
+    info: (f.flags & FixedAffinityFlag.Information) !== 0 ? true : undefined,
+    interest,
+  };
+}
+
 export function firmwareFixed(e: P.FixedEntry, owner: number, actions: AffinityActions): FixedAffinity {
   const f = e.affinity;
   const out: FixedAffinity = {

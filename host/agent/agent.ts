@@ -6,6 +6,7 @@
 import {
   DenyReason,
   SegmentType,
+  ipToU32,
   u32ToIp,
   type DeniedSegment,
   type FixedAffinity as WireFixed,
@@ -17,7 +18,7 @@ import {
 } from '../protocol/index.ts';
 import type { ServiceChannel, Outgoing } from '../transport/channel.ts';
 import type { Endpoint } from '../transport/udp.ts';
-import { endpointKey, firmwareActions, firmwareFixed, firmwareWildcard, Interner, UnsupportedActionError } from './affinity.ts';
+import { endpointKey, firmwareActions, firmwareFixedEntry, firmwareWildcard, Interner, UnsupportedActionError } from './affinity.ts';
 import { HoldQueue } from './hold.ts';
 
 /** Host name of the identity-info segment that marks a manager heartbeat as a takeover notice. */
@@ -99,6 +100,19 @@ export class ForwardingAgent {
   private readonly owners = new Interner<number>((v) => String(v));
   /** Interest address:port ↔ firmware interest target indices. */
   private readonly targets = new Interner<Endpoint>(endpointKey);
+  /** Interned target index by address * 2^16 + port (the interner never forgets, so neither does this). */
+  private readonly targetByAddrPort = new Map<number, number>();
+  private readonly internTarget = (addr: number, port: number): number | undefined => {
+    const k = addr * 0x10000 + port;
+    const found = this.targetByAddrPort.get(k);
+    if (found !== undefined) return found;
+    const t = this.targets.intern({ address: u32ToIp(addr), port });
+    if (t !== undefined) this.targetByAddrPort.set(k, t);
+    return t;
+  };
+  /** The last manager identity interned and its owner index (updates come in bursts from one). */
+  private lastSender = -1;
+  private lastOwner: number | undefined;
   /** Latest service manager interest data per owner, echoed in interest matches to that manager. */
   private readonly managerData = new Map<number, Uint8Array>();
   private readonly identity: IdentityInfo | undefined;
@@ -127,7 +141,14 @@ export class ForwardingAgent {
 
   /** Owner index the firmware uses for a manager identity (interned on first sight). */
   ownerOf(sender: number): number | undefined {
-    return this.owners.intern(sender);
+    if (sender === this.lastSender) return this.lastOwner;
+    const owner = this.owners.intern(sender);
+    // Only a success is remembered: a full table may have room again never, but stay exact.
+    if (owner !== undefined) {
+      this.lastSender = sender;
+      this.lastOwner = owner;
+    }
+    return owner;
   }
 
   /** Runs descriptors [0, count) (filled by the source) and acts on every verdict. */
@@ -162,9 +183,10 @@ export class ForwardingAgent {
   runPackets(packets: readonly Uint8Array[], seenByOwner: number): void {
     const fw = this.firmware;
     const max = fw.capacities.batchMax;
+    const input = seenByOwner ? { seenByOwner } : undefined;
     for (let start = 0; start < packets.length; start += max) {
       const n = Math.min(max, packets.length - start);
-      for (let i = 0; i < n; i++) fw.writePacket(i, packets[start + i]!, seenByOwner ? { seenByOwner } : undefined);
+      for (let i = 0; i < n; i++) fw.writePacket(i, packets[start + i]!, input);
       this.processBatch(n);
     }
   }
@@ -206,10 +228,11 @@ export class ForwardingAgent {
       reason: fw.interestBits(i),
     };
     const packet = attach ? fw.packet(i) : undefined;
-    const echo = { identity: this.identity, managerInterestData: this.managerData.get(fw.owner(i)) };
+    const identity = this.identity;
+    const managerInterestData = this.managerData.size === 0 ? undefined : this.managerData.get(fw.owner(i));
     const msg: Outgoing = fixed
-      ? { type: 'interest-match-fixed', identifier, packet, ...echo }
-      : { type: 'interest-match-wildcard', identifier, packet, ...echo };
+      ? { type: 'interest-match-fixed', identifier, packet, identity, managerInterestData }
+      : { type: 'interest-match-wildcard', identifier, packet, identity, managerInterestData };
     this.control.send(msg, target);
   }
 
@@ -296,7 +319,7 @@ export class ForwardingAgent {
   }
 
   private applyWildcards(msg: MessageOf<'affinity-update-wildcard'>, from: Endpoint): void {
-    const owner = this.owners.intern(msg.sender);
+    const owner = this.ownerOf(msg.sender);
     this.keepInterestData(owner, msg.managerInterestData);
     const denied: DeniedSegment[] = [];
     const refused: WireWildcard[] = [];
@@ -305,7 +328,7 @@ export class ForwardingAgent {
       if (owner === undefined) status = Status.TABLE_FULL;
       else {
         try {
-          const actions = firmwareActions(e.actions, (t) => this.targets.intern(t), u32ToIp);
+          const actions = firmwareActions(e.actions, (t) => this.internTarget(ipToU32(t.address), t.port), u32ToIp);
           status = this.firmware.installWildcard(firmwareWildcard(e, owner, msg.servicePrecedence, msg.backupPrecedence, actions), this.now());
         } catch (err) {
           if (!(err instanceof UnsupportedActionError)) throw err;
@@ -322,18 +345,19 @@ export class ForwardingAgent {
   }
 
   private applyFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
-    const owner = this.owners.intern(msg.sender);
+    const owner = this.ownerOf(msg.sender);
     this.keepInterestData(owner, msg.managerInterestData);
-    const denied: DeniedSegment[] = [];
-    const refused: WireFixed[] = [];
-    const released: Uint8Array[] = [];
-    for (const e of msg.fixed) {
+    let denied: DeniedSegment[] | null = null;
+    let refused: WireFixed[] | null = null;
+    let released: Uint8Array[] | null = null;
+    const fixed = msg.fixed;
+    for (let i = 0; i < fixed.length; i++) {
+      const e = fixed[i]!;
       let status: number;
       if (owner === undefined) status = Status.TABLE_FULL;
       else {
         try {
-          const actions = firmwareActions(e.actions, (t) => this.targets.intern(t), u32ToIp);
-          status = this.firmware.installFixed(firmwareFixed(e, owner, actions), this.now());
+          status = this.firmware.installFixed(firmwareFixedEntry(e, owner, this.internTarget), this.now());
         } catch (err) {
           if (!(err instanceof UnsupportedActionError)) throw err;
           status = Status.UNSUPPORTED_ACTION;
@@ -344,19 +368,21 @@ export class ForwardingAgent {
         if (e.affinity.ttlMs === 0) this.stats.fixedDeleted++;
         else this.stats.fixedInstalled++;
       } else if (!(status === Status.NOT_FOUND && e.affinity.ttlMs === 0)) {
-        denied.push({ segmentType: SegmentType.FixedAffinity, offset: 0, reason: STATUS_TO_DENY[status] ?? DenyReason.BadArgument });
-        refused.push(e.affinity);
+        (denied ??= []).push({ segmentType: SegmentType.FixedAffinity, offset: 0, reason: STATUS_TO_DENY[status] ?? DenyReason.BadArgument });
+        (refused ??= []).push(e.affinity);
       }
-      const a = e.affinity;
-      const flow = flowId({ proto: a.protocol, saddr: a.srcAddr, daddr: a.dstAddr, sport: a.srcPort, dport: a.dstPort });
-      for (const p of this.hold.release(flow)) released.push(p.bytes);
+      // Held packets of the flow (none at all, the common case, costs no flow id).
+      if (this.hold.size > 0) {
+        const a = e.affinity;
+        const flow = flowId({ proto: a.protocol, saddr: a.srcAddr, daddr: a.dstAddr, sport: a.srcPort, dport: a.dstPort });
+        for (const p of this.hold.release(flow)) (released ??= []).push(p.bytes);
+      }
     }
-    if (denied.length > 0) this.deny(msg, from, denied, [], refused);
-    const packets = msg.packet ? [msg.packet, ...released] : released;
-    if (packets.length > 0) {
-      if (msg.packet) this.stats.packetsReturned++;
-      this.runPackets(packets, owner ?? 0);
-    }
+    if (denied !== null) this.deny(msg, from, denied, [], refused ?? []);
+    if (msg.packet) {
+      this.stats.packetsReturned++;
+      this.runPackets(released === null ? [msg.packet] : [msg.packet, ...released], owner ?? 0);
+    } else if (released !== null) this.runPackets(released, owner ?? 0);
   }
 
   private keepInterestData(owner: number | undefined, data: Uint8Array | undefined): void {
