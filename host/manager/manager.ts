@@ -96,6 +96,10 @@ export class ServiceManager {
   private readonly onAffinitySent: (flow: AffinityFlow) => void;
   private readonly onEvent: (event: string, fields: Record<string, unknown>) => void;
   private timers: NodeJS.Timeout[] = [];
+  /** The sender endpoint of the last interest match (already in `agents`). */
+  private lastFrom: Endpoint | null = null;
+  /** The interest criteria every fixed affinity carries (FIN/RST to our control address); never mutated. */
+  private readonly closeInterest: Action;
 
   constructor(opts: ManagerOptions) {
     this.cfg = opts.manager;
@@ -107,6 +111,7 @@ export class ServiceManager {
     this.onAffinitySent = opts.onAffinitySent ?? (() => undefined);
     this.onEvent = opts.onEvent ?? (() => undefined);
     this.control = { addr: ipToU32(opts.manager.control.address), port: opts.channel.socket.local.port };
+    this.closeInterest = { kind: 'interest-criteria', addr: this.control.addr, port: this.control.port, mask: Interest.FIN | Interest.RST, data: false, copy: false, hold: false };
     this.store = new AffinityStore({
       now: opts.now,
       timers: {
@@ -240,9 +245,14 @@ export class ServiceManager {
     switch (msg.type) {
       case 'interest-match-wildcard':
       case 'interest-match-fixed': {
-        const key = `${from.address}:${from.port}`;
-        const isNew = !this.agents.has(key);
-        this.agents.set(key, from);
+        // Messages coalesced in one datagram share its `from` object: one agent-map update for all.
+        let isNew = false;
+        if (from !== this.lastFrom) {
+          const key = `${from.address}:${from.port}`;
+          isNew = !this.agents.has(key);
+          this.agents.set(key, from);
+          this.lastFrom = from;
+        }
         if (isAnnounce(msg.identifier)) {
           // An agent making itself known (no flow): it gets our wildcards now, not at the next refresh.
           this.stats.agentAnnounces++;
@@ -327,7 +337,35 @@ export class ServiceManager {
     return n;
   }
 
+  /**
+   * Both directions' fixed affinities of a flow: the entries `flowAffinities` describes (client →
+   * VIP, then the return direction), written out directly on this per-flow path.
+   */
   fixedEntries(flow: AffinityFlow, ttlMs: number): FixedEntry[] {
+    const b = flow.backend;
+    const flags = FixedAffinityFlag.Information;
+    const toBackend: FixedEntry = {
+      affinity: { protocol: flow.proto, srcAddr: flow.clientIp, dstAddr: flow.vipIp, srcPort: flow.clientPort, dstPort: flow.vipPort, flags, ttlMs },
+      actions:
+        flow.mode === 'nat'
+          ? [{ kind: 'nat', srcAddr: undefined, srcPort: undefined, dstAddr: b.ip, dstPort: b.port }, this.closeInterest]
+          : [{ kind: 'dispatch', nextHop: b.ip }, this.closeInterest],
+    };
+    const toClient: FixedEntry =
+      flow.mode === 'nat'
+        ? {
+            affinity: { protocol: flow.proto, srcAddr: b.ip, dstAddr: flow.clientIp, srcPort: b.port, dstPort: flow.clientPort, flags, ttlMs },
+            actions: [{ kind: 'nat', srcAddr: flow.vipIp, srcPort: flow.vipPort, dstAddr: undefined, dstPort: undefined }, this.closeInterest],
+          }
+        : {
+            affinity: { protocol: flow.proto, srcAddr: flow.vipIp, dstAddr: flow.clientIp, srcPort: flow.vipPort, dstPort: flow.clientPort, flags, ttlMs },
+            actions: [this.closeInterest],
+          };
+    return [toBackend, toClient];
+  }
+
+  /** `fixedEntries` by way of `flowAffinities` (the reference the direct version must equal). */
+  fixedEntriesReference(flow: AffinityFlow, ttlMs: number): FixedEntry[] {
     const a = flowAffinities(flow);
     return [this.entryOf(a.toBackend, ttlMs), this.entryOf(a.toClient, ttlMs)];
   }
@@ -336,7 +374,7 @@ export class ServiceManager {
     const actions: Action[] = [];
     if (d.rewrite) actions.push({ kind: 'nat', srcAddr: d.rewrite.srcIp, srcPort: d.rewrite.srcPort, dstAddr: d.rewrite.dstIp, dstPort: d.rewrite.dstPort });
     if (d.dispatchTo !== null) actions.push({ kind: 'dispatch', nextHop: d.dispatchTo });
-    actions.push({ kind: 'interest-criteria', addr: this.control.addr, port: this.control.port, mask: Interest.FIN | Interest.RST, data: false, copy: false, hold: false });
+    actions.push(this.closeInterest);
     return {
       affinity: { protocol: d.key.proto, srcAddr: d.key.srcIp, dstAddr: d.key.dstIp, srcPort: d.key.srcPort, dstPort: d.key.dstPort, flags: FixedAffinityFlag.Information, ttlMs },
       actions,

@@ -228,11 +228,14 @@ class AffinityIndex {
   }
 
   get(proto: number, srcIp: number, srcPort: number, dstIp: number, dstPort: number): FlowRecord | undefined {
-    let i = hashKey(proto, srcIp, srcPort, dstIp, dstPort) & this.mask;
+    const h = hashKey(proto, srcIp, srcPort, dstIp, dstPort);
+    const hashes = this.hashes;
+    let i = h & this.mask;
     for (;;) {
       const r = this.records[i];
       if (r === null || r === undefined) return undefined;
-      if (r.proto === proto) {
+      // The stored hash first: a slot of another key is passed over without touching its record.
+      if (hashes[i] === h && r.proto === proto) {
         if (this.dirs[i] === DIR_FORWARD) {
           if (r.clientIp === srcIp && r.clientPort === srcPort && r.vipIp === dstIp && r.vipPort === dstPort) return r;
         } else if (r.returnSrcIp === srcIp && r.returnSrcPort === srcPort && r.clientIp === dstIp && r.clientPort === dstPort) {
@@ -261,8 +264,7 @@ class AffinityIndex {
       : hashKey(record.proto, record.returnSrcIp, record.returnSrcPort, record.clientIp, record.clientPort);
   }
 
-  private put(record: FlowRecord, dir: number): void {
-    const h = this.hashOf(record, dir);
+  private put(record: FlowRecord, dir: number, h = this.hashOf(record, dir)): void {
     let i = h & this.mask;
     while (this.records[i] !== null) i = (i + 1) & this.mask;
     this.records[i] = record;
@@ -302,6 +304,7 @@ class AffinityIndex {
   private grow(): void {
     const old = this.records;
     const oldDirs = this.dirs;
+    const oldHashes = this.hashes;
     const capacity = old.length * 2;
     this.records = new Array<FlowRecord | null>(capacity).fill(null);
     this.dirs = new Uint8Array(capacity);
@@ -310,7 +313,7 @@ class AffinityIndex {
     this.used = 0;
     for (let k = 0; k < old.length; k++) {
       const r = old[k];
-      if (r) this.put(r, oldDirs[k]!);
+      if (r) this.put(r, oldDirs[k]!, oldHashes[k]!);
     }
   }
 }
@@ -350,6 +353,12 @@ export class AffinityStore {
   insert(flow: NewFlow): { readonly flow: AffinityFlow; readonly created: boolean; readonly update: AffinityUpdate } {
     const existing = this.find(flow.key);
     if (existing) return { flow: existing, created: false, update: this.resendOf(existing) };
+    const update = this.insertAbsent(flow);
+    return { flow: update.flow, created: true, update };
+  }
+
+  /** `insert` of a key the caller just found absent (admitFlow): the new flow's update. */
+  insertAbsent(flow: NewFlow): AffinityUpdate {
     const now = this.now();
     const record = new FlowRecord(
       flow.key.proto,
@@ -372,7 +381,7 @@ export class AffinityStore {
       throw new StoreError('KEY_CONFLICT', `return affinity of ${flow.backend.id} already belongs to another flow`);
     }
     this.add(record);
-    return { flow: record, created: true, update: { flow: record, agentTtlMs: this.timers.agentFixedTtlMs } };
+    return { flow: record, agentTtlMs: this.timers.agentFixedTtlMs };
   }
 
   /**
@@ -641,7 +650,8 @@ export function admitFlow(
   const backend = balancer.pick(key);
   if (!backend) return { kind: 'no-backend' };
   try {
-    const { update } = store.insert({ key, backend, mode, owner });
+    // renew() just found no flow under the key (or removed the stale one): no second lookup.
+    const update = store.insertAbsent({ key, backend, mode, owner });
     balancer.onFlowStart(backend);
     return { kind: 'new', update };
   } catch (err) {

@@ -32,6 +32,9 @@ export interface ChannelOptions {
   verifier?: SecurityVerifier | undefined;
 }
 
+/** Room a datagram must have left for the next message to go into it (else a new one starts). */
+const TYPICAL_MESSAGE_ROOM = 2048;
+
 export class ServiceChannel {
   readonly socket: ControlSocket;
   readonly sender: number;
@@ -72,7 +75,9 @@ export class ServiceChannel {
     const socket = this.socket;
     const sequence = ++this.sequence;
     this.stats.sent++;
-    let p = socket.pendingFor(to);
+    // Start the next datagram early rather than fail an encode at the boundary (an error costs a
+    // stack trace): nearly every message is smaller than this.
+    let p = socket.pendingFor(to, TYPICAL_MESSAGE_ROOM);
     let len: number;
     try {
       len = encodeNumberedInto(msg, this.sender, sequence, p.buf, p.bytes, this.encodeOptions);
@@ -117,7 +122,8 @@ export class ServiceChannel {
       // A length that cannot be right makes the rest of the datagram unreadable: decode what is
       // left as one message so the refusal carries the decoder's own code.
       const len = declared >= HEADER_BYTES && declared <= left ? declared : left;
-      const bytes = datagram.subarray(off, off + len);
+      // A plain view (a Buffer view costs more to make); a lone message is the datagram itself.
+      const bytes = len === datagram.length ? datagram : new Uint8Array(datagram.buffer, datagram.byteOffset + off, len);
       off += len;
       let msg: ServiceMessage;
       try {
