@@ -13,6 +13,16 @@ export interface ClassicRecordFormat {
   readonly precision: TimestampPrecision;
 }
 
+/**
+ * A reader buffer that a writer may write from directly (no copy): the reader does not overwrite it while
+ * it is pinned. The async CaptureReader sets PacketBatch.lease; PcapWriter pins it until the bytes are
+ * written.
+ */
+export class BufferLease {
+  pins = 0;
+  constructor(readonly buf: Buffer) {}
+}
+
 export class PacketBatch {
   count = 0;
   data: Buffer = Buffer.alloc(0);
@@ -36,6 +46,8 @@ export class PacketBatch {
   fileOffset = 0;
   /** Set when the span holds back-to-back classic pcap records (16-byte header + packet) in this format. */
   classic: ClassicRecordFormat | null = null;
+  /** The reader buffer `data` is, when a writer may write the span from it directly (async reader). */
+  lease: BufferLease | null = null;
 
   constructor(readonly capacity: number) {
     this.offset = new Uint32Array(capacity);

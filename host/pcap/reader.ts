@@ -10,7 +10,7 @@
 
 import { open, type FileHandle } from 'node:fs/promises';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { PacketBatch, copyPacket, type CapturedPacket } from './batch.ts';
+import { BufferLease, PacketBatch, copyPacket, type CapturedPacket } from './batch.ts';
 import { PcapError } from './errors.ts';
 import { CaptureParser, MAX_BLOCK_LEN, type CaptureInfo } from './parser.ts';
 
@@ -117,6 +117,8 @@ class ChunkState {
 
 /** Room kept in front of a prefetched chunk for the tail of the previous one (a record cut in two). */
 const TAIL_RESERVE = 320 * 1024;
+/** Buffers kept for reuse; a writer holding more (it lags) makes the reader allocate, not wait. */
+const POOL_MAX = 8;
 
 export class CaptureReader implements AsyncIterable<PacketBatch> {
   /** Read-ahead: the next chunk is read into `spare` (at TAIL_RESERVE) while the current one is parsed. */
@@ -124,6 +126,11 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
   private pending: Promise<number> | null = null;
   private pendingAt = 0;
   private closed = false;
+  /**
+   * Every buffer the reader reads into, with its lease: a writer may pin a batch's buffer to write from it
+   * directly, and a pinned buffer is never overwritten (the reader takes another one).
+   */
+  private readonly pool: BufferLease[] = [];
 
   private constructor(
     private readonly fh: FileHandle,
@@ -153,7 +160,10 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
   async next(): Promise<PacketBatch | null> {
     for (;;) {
       const r = this.st.step();
-      if (typeof r !== 'number') return r;
+      if (typeof r !== 'number') {
+        if (r !== null) r.lease = this.leaseOf(r.data);
+        return r;
+      }
       await this.fillBuffer(r);
     }
   }
@@ -174,12 +184,49 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
     await this.fh.close();
   }
 
+  private leaseOf(buf: Buffer): BufferLease {
+    for (const l of this.pool) if (l.buf === buf) return l;
+    const l = new BufferLease(buf);
+    this.pool.push(l);
+    return l;
+  }
+
+  /** A buffer of at least `size` bytes that is not the current one, the prefetch's, or pinned by a writer. */
+  private freeBuffer(size: number): Buffer {
+    const cur = this.st.buf, spare = this.spare;
+    for (const l of this.pool) if (l.pins === 0 && l.buf !== cur && l.buf !== spare && l.buf.length >= size) return l.buf;
+    // forget idle buffers beyond the pool's size (too small ones first); pinned ones stay known
+    for (let i = 0; this.pool.length >= POOL_MAX && i < this.pool.length; ) {
+      const l = this.pool[i]!;
+      if (l.pins === 0 && l.buf !== cur && l.buf !== spare) this.pool.splice(i, 1);
+      else i++;
+    }
+    const b = Buffer.allocUnsafe(size);
+    this.pool.push(new BufferLease(b));
+    return b;
+  }
+
+  /**
+   * st.prepareRead(need), except that a buffer a writer has pinned is not rewritten in place: the unread
+   * tail moves to a free buffer instead.
+   */
+  private makeRoom(need: number): void {
+    const st = this.st;
+    if (st.pos > 0 && this.leaseOf(st.buf).pins > 0) {
+      const tail = st.end - st.pos;
+      const nb = this.freeBuffer(Math.max(need, st.buf.length));
+      st.buf.copy(nb, 0, st.pos, st.end);
+      st.buf = nb;
+      st.base += st.pos;
+      st.end = tail;
+      st.pos = 0;
+    }
+    st.prepareRead(need);
+  }
+
   private startPrefetch(): void {
     if (!this.prefetch || this.st.eof || this.closed) return;
-    // a spare too small (the first buffer, sized for plain reads) is replaced once
-    if (this.spare === null || this.spare.length < TAIL_RESERVE + this.st.chunkSize)
-      this.spare = Buffer.allocUnsafe(TAIL_RESERVE + this.st.chunkSize);
-    const spare = this.spare;
+    const spare = (this.spare = this.freeBuffer(TAIL_RESERVE + this.st.chunkSize));
     const at = this.st.base + this.st.end;
     this.pendingAt = at;
     this.pending = this.fh.read(spare, TAIL_RESERVE, spare.length - TAIL_RESERVE, at).then((r) => r.bytesRead);
@@ -198,18 +245,18 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
       const spare = this.spare!;
       const tail = st.end - st.pos;
       if (tail <= TAIL_RESERVE) {
-        // the unread tail goes just in front of the prefetched bytes; the buffers swap
+        // the unread tail goes just in front of the prefetched bytes, which become the current buffer
         st.buf.copy(spare, TAIL_RESERVE - tail, st.pos, st.end);
-        this.spare = st.buf;
         st.buf = spare;
         st.base = this.pendingAt - TAIL_RESERVE;
         st.pos = TAIL_RESERVE - tail;
         st.end = TAIL_RESERVE + n;
       } else {
-        st.prepareRead(tail + n);
+        this.makeRoom(tail + n);
         spare.copy(st.buf, st.end, TAIL_RESERVE, TAIL_RESERVE + n);
         st.end += n;
       }
+      this.spare = null;
       if (st.end - st.pos >= need) {
         this.startPrefetch();
         return;
@@ -217,7 +264,7 @@ export class CaptureReader implements AsyncIterable<PacketBatch> {
       if (need > st.buf.length - st.pos) break; // a record larger than the buffer: read it directly
       this.startPrefetch();
     }
-    st.prepareRead(need);
+    this.makeRoom(need);
     do {
       const { bytesRead } = await this.fh.read(st.buf, st.end, st.buf.length - st.end, st.base + st.end);
       if (bytesRead === 0) {

@@ -4,10 +4,12 @@
 //
 // When a batch comes from a classic pcap reader of the same byte order and precision and every packet is
 // kept, its records are copied as one span (headers included): a rewrite that changes packet bytes in place
-// writes every other byte exactly as read.
+// writes every other byte exactly as read. A batch from the async CaptureReader (batch.lease set) is not
+// copied at all: its span is written from the reader's buffer, which stays pinned until the write is done,
+// and consecutive spans of one buffer become one write.
 
 import { open, type FileHandle } from 'node:fs/promises';
-import type { ByteOrder, PacketBatch, TimestampPrecision } from './batch.ts';
+import type { BufferLease, ByteOrder, PacketBatch, TimestampPrecision } from './batch.ts';
 import { PcapError } from './errors.ts';
 import { CLASSIC_HEADER_LEN, CLASSIC_RECORD_HEADER_LEN, MAX_SNAPLEN } from './parser.ts';
 
@@ -99,9 +101,14 @@ class RecordEncoder {
     this.pos += n;
   }
 
-  batch(batch: PacketBatch, keep?: Uint8Array): number {
+  /** True when the batch's span is records in this encoder's format, to be written as they are. */
+  sameFormat(batch: PacketBatch): boolean {
     const f = batch.classic;
-    if (keep === undefined && f !== null && f.byteOrder === (this.le ? 'le' : 'be') && f.precision === (this.ns ? 'ns' : 'us')) {
+    return f !== null && f.byteOrder === (this.le ? 'le' : 'be') && f.precision === (this.ns ? 'ns' : 'us');
+  }
+
+  batch(batch: PacketBatch, keep?: Uint8Array): number {
+    if (keep === undefined && this.sameFormat(batch)) {
       this.raw(batch.data, batch.spanStart, batch.spanEnd);
       return batch.count;
     }
@@ -131,10 +138,25 @@ function put32be(b: Uint8Array, p: number, v: number): number {
   return p + 4;
 }
 
+/** A span written from a reader's buffer: queued behind the writes before it, extended while not started. */
+interface DirectWrite {
+  readonly lease: BufferLease;
+  readonly start: number;
+  end: number;
+  readonly at: number;
+  started: boolean;
+  done: Promise<void>;
+}
+
 export class PcapWriter {
   private readonly enc: RecordEncoder;
   private chain: Promise<void> = Promise.resolve();
   private inFlight = 0;
+  /** The last direct write queued, and the bytes of direct writes not yet done (bounded like buffers). */
+  private lastDirect: DirectWrite | null = null;
+  private readonly directs: DirectWrite[] = [];
+  private directBytes = 0;
+  private readonly directLimit: number;
   private readonly free: Buffer[] = [];
   private failure: unknown = null;
   private closed = false;
@@ -148,6 +170,7 @@ export class PcapWriter {
     private readonly path: string,
   ) {
     const size = Math.max(options.bufferSize ?? DEFAULT_BUFFER, 64 * 1024);
+    this.directLimit = 2 * size;
     this.enc = new RecordEncoder(options, size, (full, need) => this.handOff(full, need, size));
     this.enc.raw(encodePcapHeader(options), 0, CLASSIC_HEADER_LEN);
   }
@@ -167,12 +190,65 @@ export class PcapWriter {
     this.packets++;
   }
 
-  /** Appends the batch's packets (those with keep[i] !== 0 when `keep` is given); waits if I/O lags. */
+  /**
+   * Appends the batch's packets (those with keep[i] !== 0 when `keep` is given); waits if I/O lags. A
+   * whole batch from the async CaptureReader in this format is written from the reader's buffer: its bytes
+   * must not change after this call (the reader does not reuse the buffer until they are written).
+   */
   async writeBatch(batch: PacketBatch, keep?: Uint8Array): Promise<void> {
     this.check();
-    this.packets += this.enc.batch(batch, keep);
+    const lease = batch.lease;
+    if (keep === undefined && lease !== null && lease.buf === batch.data && this.enc.sameFormat(batch)) {
+      if (batch.spanEnd > batch.spanStart) this.direct(lease, batch.spanStart, batch.spanEnd);
+      this.packets += batch.count;
+      while (this.directBytes > this.directLimit) await this.directs[0]!.done;
+    } else {
+      this.packets += this.enc.batch(batch, keep);
+    }
     if (this.inFlight > 1) await this.chain;
     this.check();
+  }
+
+  /** Queues lease.buf[start, end) for the file, after everything before it; no copy. */
+  private direct(lease: BufferLease, start: number, end: number): void {
+    if (this.enc.pos > 0) {
+      // what is encoded so far goes first (the file header, records of other batches)
+      this.enc.buf = this.handOff(this.enc.buf.subarray(0, this.enc.pos), 0, this.enc.buf.length);
+      this.enc.pos = 0;
+    }
+    const last = this.lastDirect;
+    const len = end - start;
+    if (last !== null && !last.started && last.lease === lease && last.end === start && last.at + (last.end - last.start) === this.filePos) {
+      last.end = end;
+      this.filePos += len;
+      this.directBytes += len;
+      return;
+    }
+    const w: DirectWrite = { lease, start, end, at: this.filePos, started: false, done: Promise.resolve() };
+    this.filePos += len;
+    this.directBytes += len;
+    lease.pins++;
+    this.lastDirect = w;
+    this.directs.push(w);
+    w.done = this.chain = this.chain.then(async () => {
+      w.started = true;
+      const total = w.end - w.start;
+      try {
+        if (this.failure === null) {
+          let done = 0;
+          while (done < total) {
+            const { bytesWritten } = await this.fh.write(lease.buf, w.start + done, total - done, w.at + done);
+            done += bytesWritten;
+          }
+        }
+      } catch (e) {
+        this.failure = e;
+      } finally {
+        lease.pins--;
+        this.directBytes -= total;
+        this.directs.shift();
+      }
+    });
   }
 
   /** Waits while more than two buffers are being written (call now and then between writePacket calls). */
