@@ -62,6 +62,8 @@ export class ControlSocket {
   /** The endpoint object (and its datagram) of the last send: a burst to one peer skips the key. */
   private lastTo: Endpoint | null = null;
   private lastPending: PendingDatagram | null = null;
+  private lastAddress = '';
+  private lastPort = -1;
   private flushScheduled = false;
   private closed = false;
   /** Datagrams and bytes sent/received, for metrics. */
@@ -140,15 +142,19 @@ export class ControlSocket {
    * datagram at all (a fuller one is flushed first). Write a message at `buf[bytes..]`, then `commit`.
    */
   pendingFor(to: Endpoint, room = 0): PendingDatagram {
-    let p: PendingDatagram | undefined | null = this.lastTo === to ? this.lastPending : null;
+    // Same object and still the same address (an endpoint object changed in place gets its own datagram).
+    let p: PendingDatagram | undefined | null =
+      this.lastTo === to && to.port === this.lastPort && to.address === this.lastAddress ? this.lastPending : null;
     if (!p) {
       const k = endpointKey(to);
       p = this.pending.get(k);
       if (!p) {
-        p = { to, buf: this.spare.pop() ?? Buffer.allocUnsafe(MAX_DATAGRAM), bytes: 0, count: 0 };
+        p = { to: { address: to.address, port: to.port }, buf: this.spare.pop() ?? Buffer.allocUnsafe(MAX_DATAGRAM), bytes: 0, count: 0 };
         this.pending.set(k, p);
       }
       this.lastTo = to;
+      this.lastAddress = to.address;
+      this.lastPort = to.port;
       this.lastPending = p;
     }
     if (p.bytes > 0 && p.bytes + room > MAX_DATAGRAM) this.flushOne(p);

@@ -50,6 +50,20 @@ describe('ControlSocket', () => {
     expect(ds.map((x) => x.d.length).sort((a, b) => a - b)).toEqual([20, MAX_DATAGRAM - 10]);
   });
 
+  it('keeps datagrams per address when one endpoint object is changed in place between sends', async () => {
+    const rx1 = await sock({ bind: { address: '127.0.0.1', port: 0 } });
+    const rx2 = await sock({ bind: { address: '127.0.0.1', port: 0 } });
+    const tx = await sock({ bind: { address: '127.0.0.1', port: 0 } });
+    const g1 = collect(rx1, 1);
+    const g2 = collect(rx2, 1);
+    const to = { address: '127.0.0.1', port: rx1.local.port };
+    tx.send(Buffer.from('one'), to);
+    to.port = rx2.local.port;
+    tx.send(Buffer.from('two'), to);
+    expect((await g1)[0]!.d.toString()).toBe('one');
+    expect((await g2)[0]!.d.toString()).toBe('two');
+  });
+
   it('delivers multicast on loopback to every joined listener', async () => {
     const group = '239.255.77.1';
     const port = 40000 + Math.floor(Math.random() * 20000);
