@@ -121,11 +121,12 @@ describe('writing from the reader buffer', () => {
         ),
         fc.constantFrom(65536, 100_000, 300_000),
         fc.integer({ min: 1, max: 30 }),
-        async (sizes, chunkSize, batchSize) => {
+        fc.boolean(),
+        async (sizes, chunkSize, batchSize, prefetch) => {
           const pk = sizes.map((s, i) => ({ data: Buffer.alloc(s, i & 0xff), tsSec: i, tsNsec: 0 }));
           const input = join(dir, `p${n++}`);
           writeFileSync(input, encodePcap({ linkType: 1, snaplen: 1 << 20 }, pk));
-          const r = await CaptureReader.open(input, { chunkSize, batchSize });
+          const r = await CaptureReader.open(input, { chunkSize, batchSize, prefetch });
           const held: { buf: Buffer; start: number; copy: Buffer }[] = [];
           const leases = new Set<{ pins: number }>();
           for await (const b of r) {
