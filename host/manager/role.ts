@@ -11,7 +11,7 @@
 //   - A backup requests a resync from the primary it hears and may not take over before the resync
 //     is complete. When that primary dies and no other live primary overlaps its client domain, the
 //     best live backup (precedence, then identity; resync complete) takes over: epoch = highest seen
-//     + 1, a takeover notice to every agent (a heartbeat carrying the dead manager's identity in its
+//     (or the wall clock in seconds since 2020, whichever is higher) + 1, a takeover notice to every agent (a heartbeat carrying the dead manager's identity in its
 //     identity-info segment: the agent drops every affinity that manager owns), its own wildcards at
 //     primary precedence, then every stored fixed affinity pushed (same backend, no reset).
 //   - Two primaries that hear each other: the higher epoch wins, then the higher precedence, then
@@ -351,7 +351,7 @@ export class RoleController {
   /** Takes over: new epoch, agents drop the replaced managers' affinities, ours are pushed. */
   private becomeActive(reason: string, replaced: PeerState[], since: number): void {
     const t0 = this.now();
-    this.epoch = Math.max(this.epoch, this.maxSeenEpoch) + 1;
+    this.epoch = Math.max(this.epoch, this.maxSeenEpoch, wallClockEpoch()) + 1;
     this.maxSeenEpoch = this.epoch;
     this.manager.active = true;
     this.startupUntil = null;
@@ -399,6 +399,15 @@ export class RoleController {
     this.beat();
     this.requestResync(winner);
   }
+}
+
+/**
+ * Epochs must grow across restarts too: an agent ignores a takeover notice with a lower epoch than one
+ * it applied before, so a manager pair restarted from epoch 1 would otherwise never be able to cancel a
+ * dead peer on an agent that outlived them. Seconds since 2020 (fits u32 until 2156) as a floor.
+ */
+function wallClockEpoch(): number {
+  return Math.max(0, Math.floor(Date.now() / 1000) - 1_577_836_800);
 }
 
 function beats(a: { id: number; epoch: number; precedence: number }, b: { id: number; epoch: number; precedence: number }): boolean {

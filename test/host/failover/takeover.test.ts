@@ -226,3 +226,30 @@ describe('failover: kill -9 of the primary', () => {
     await statsWhere(a2, (s) => s.flows === 50);
   });
 });
+
+describe('failover: an agent that outlives its managers', () => {
+  it('applies the takeover notice of a manager pair restarted from scratch (epochs grow across restarts)', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    const agent = await TestAgent.open(config);
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    for (let round = 1; round <= 2; round++) {
+      const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+      await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
+      const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+      await b.proc.waitForEvent('resync-complete');
+      a.proc.kill('SIGKILL');
+      await b.proc.waitFor((e) => e.event === 'takeover' && 'adopted' in e);
+      // The agent dropped the dead primary's affinities: in the second round too, although both
+      // managers started again from nothing and the agent kept the first round's epoch.
+      const deadline = performance.now() + 5000;
+      while (agent.agent.stats.takeoverNotices < round && performance.now() < deadline) await sleep(10);
+      expect(agent.agent.stats.takeoverNotices).toBe(round);
+      b.proc.kill('SIGKILL');
+      await Promise.all([a.proc.exited, b.proc.exited]);
+    }
+  });
+});
