@@ -42,3 +42,16 @@ export function transportChecksum(b: Uint8Array, ip: number, end: number): numbe
   }
   return finish(s);
 }
+
+/** RFC 1624 eqn. 3: the checksum `ck` after a 16-bit word of the covered data changed `from` → `to`. */
+export function csumReplace16(ck: number, from: number, to: number): number {
+  let s = (~ck & 0xffff) + (~from & 0xffff) + (to & 0xffff);
+  s = (s & 0xffff) + (s >>> 16);
+  s = (s & 0xffff) + (s >>> 16);
+  return ~s & 0xffff;
+}
+
+/** RFC 1624 for a 32-bit field (an address): two 16-bit replacements. */
+export function csumReplace32(ck: number, from: number, to: number): number {
+  return csumReplace16(csumReplace16(ck, from >>> 16, to >>> 16), from & 0xffff, to & 0xffff);
+}

@@ -19,6 +19,7 @@ import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket } from '../transport/udp.ts';
 import { securityOf } from '../manager/run.ts';
 import { readJsonLines } from '../ops/ndjson.ts';
+import { csumReplace16, csumReplace32 } from '../pcap/checksum.ts';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 
@@ -534,7 +535,7 @@ export function rewriteSource(p: Uint8Array, ip: number, port: number): Uint8Arr
   const oldIp = readU32(q, 12);
   const oldPort = readU16(q, ihl);
   const fragOff = ((q[6]! & 0x1f) << 8) | q[7]!;
-  const ipSum = csumUpdate32(readU16(q, 10), oldIp, ip);
+  const ipSum = csumReplace32(readU16(q, 10), oldIp, ip);
   q.writeUInt16BE(ipSum, 10);
   q.writeUInt32BE(ip >>> 0, 12);
   if (fragOff !== 0) return q;
@@ -543,22 +544,11 @@ export function rewriteSource(p: Uint8Array, ip: number, port: number): Uint8Arr
   if (csumAt >= 0 && q.length >= csumAt + 2) {
     const old = readU16(q, csumAt);
     if (!(proto === 17 && old === 0)) {
-      let s = csumUpdate32(old, oldIp, ip);
-      s = csumUpdate16(s, oldPort, port);
+      let s = csumReplace32(old, oldIp, ip);
+      s = csumReplace16(s, oldPort, port);
       q.writeUInt16BE(proto === 17 && s === 0 ? 0xffff : s, csumAt);
     }
   }
   if (q.length >= ihl + 2) q.writeUInt16BE(port, ihl);
   return q;
-}
-
-function fold(s: number): number {
-  s = (s & 0xffff) + (s >>> 16);
-  return (s & 0xffff) + (s >>> 16);
-}
-function csumUpdate16(sum: number, from: number, to: number): number {
-  return ~fold((~sum & 0xffff) + (~from & 0xffff) + to) & 0xffff;
-}
-function csumUpdate32(sum: number, from: number, to: number): number {
-  return csumUpdate16(csumUpdate16(sum, from >>> 16, to >>> 16), from & 0xffff, to & 0xffff);
 }

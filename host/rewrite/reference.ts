@@ -13,6 +13,7 @@
 //      recomputed — even when nothing changed; a truncated packet or a fragment gets incremental updates for
 //      what changed; the IPv4 header checksum is always recomputed.
 
+import { csumReplace16, csumReplace32 } from '../pcap/checksum.ts';
 import { LINKTYPE_ETHERNET } from '../pcap/linktype.ts';
 import { inCidr, mapPort, remap, type CidrMap, type RewriteRules } from './rules.ts';
 
@@ -74,13 +75,6 @@ function fold(s: number): number {
   return s;
 }
 
-/** RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for a 16-bit word m → m'. */
-function csumReplace16(ck: number, from: number, to: number): number {
-  return ~fold((~ck & 0xffff) + (~from & 0xffff) + to) & 0xffff;
-}
-function csumReplace32(ck: number, from: number, to: number): number {
-  return csumReplace16(csumReplace16(ck, from >>> 16, to >>> 16), from & 0xffff, to & 0xffff);
-}
 
 function firstMap(maps: readonly CidrMap[], addr: number): number {
   for (let i = 0; i < maps.length; i++) {
