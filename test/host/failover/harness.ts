@@ -70,6 +70,18 @@ export interface RunningManager {
   identity: string;
 }
 
+/** The usual pair's config (mgr-a primary, mgr-b backup) and an agent; both are cleaned up through `cleanups`. */
+export async function primaryBackupSetup(cleanups: Array<() => Promise<void> | void>): Promise<{ cfg: ConfigFile; agent: TestAgent }> {
+  const { text, config } = failoverConfig([
+    { identity: 'mgr-a', role: 'primary' },
+    { identity: 'mgr-b', role: 'backup' },
+  ]);
+  const cfg = new ConfigFile(text);
+  const agent = await TestAgent.open(config);
+  cleanups.push(() => agent.close(), () => cfg.cleanup());
+  return { cfg, agent };
+}
+
 /** Spawns `wasmlb manager` and waits for its "ready" line. */
 export async function startManager(
   configFile: string,

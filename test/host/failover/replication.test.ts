@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { ipToU32 } from '../../../host/protocol/index.ts';
 import { killAll } from '../../support/process.ts';
-import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent, type FlowRecord } from './harness.ts';
+import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent, type FlowRecord, primaryBackupSetup } from './harness.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -42,13 +42,7 @@ describe('failover: replication', () => {
   });
 
   it('a late-joining backup resyncs; a restarted one resyncs again', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
     const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
     await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
     await openFlows(agent, '10.1', 500);
@@ -73,13 +67,7 @@ describe('failover: replication', () => {
   });
 
   it('a backup whose resync never completes does not take over when the primary dies', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
     // Every replication and resync-data message of the primary is lost: the resync cannot finish.
     const a = await startManager(cfg.file, 'mgr-a', agent.endpoint, [], { WASMLB_FAULT_DROP_REPLICATION: '1' });
     await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');

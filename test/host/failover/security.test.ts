@@ -5,7 +5,7 @@ import { ipToU32, Keyring } from '../../../host/protocol/index.ts';
 import { ServiceChannel } from '../../../host/transport/channel.ts';
 import { ControlSocket } from '../../../host/transport/udp.ts';
 import { killAll } from '../../support/process.ts';
-import { ConfigFile, failoverConfig, KEY, sleep, startManager, statsWhere, TestAgent, VIP, VIP_PORT } from './harness.ts';
+import { KEY, primaryBackupSetup, sleep, startManager, statsWhere, VIP, VIP_PORT } from './harness.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -17,13 +17,7 @@ const secret = (hex: string): Uint8Array => Buffer.from(hex, 'hex');
 
 describe('failover: security', () => {
   it('a forged heartbeat cannot make a backup follow (or fight) an impostor; a replayed replication cannot resurrect a flow', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
     const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
     const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
     await b.proc.waitForEvent('resync-complete');

@@ -3,7 +3,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { managerId } from '../../../host/manager/manager.ts';
 import { killAll } from '../../support/process.ts';
-import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent } from './harness.ts';
+import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent, primaryBackupSetup } from './harness.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -13,13 +13,7 @@ afterEach(async () => {
 
 describe('failover: kill -9 of the primary', () => {
   it('keeps every flow on its backend, loses no packet of an established flow, and serves new flows after takeover', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
 
     const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
     await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
@@ -125,13 +119,7 @@ describe('failover: kill -9 of the primary', () => {
   });
 
   it('a primary that was only frozen (SIGSTOP) and resumes steps down to the higher epoch: one primary', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
     const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
     const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
     await b.proc.waitForEvent('resync-complete');
@@ -200,13 +188,7 @@ describe('failover: kill -9 of the primary', () => {
   });
 
   it('without preempt the returning primary stays backup', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
     const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
     const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
     await b.proc.waitForEvent('resync-complete');
@@ -229,13 +211,7 @@ describe('failover: kill -9 of the primary', () => {
 
 describe('failover: an agent that outlives its managers', () => {
   it('applies the takeover notice of a manager pair restarted from scratch (epochs grow across restarts)', async () => {
-    const { text, config } = failoverConfig([
-      { identity: 'mgr-a', role: 'primary' },
-      { identity: 'mgr-b', role: 'backup' },
-    ]);
-    const cfg = new ConfigFile(text);
-    const agent = await TestAgent.open(config);
-    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
     for (let round = 1; round <= 2; round++) {
       const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
       await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
