@@ -100,18 +100,7 @@ export interface NewFlow {
 }
 
 /** A flow as replication carries it (the primary's record; its expiry travels as remaining TTL). */
-export interface ReplicatedAffinity {
-  readonly proto: number;
-  readonly clientIp: number;
-  readonly clientPort: number;
-  readonly vipIp: number;
-  readonly vipPort: number;
-  readonly backend: Backend;
-  readonly mode: ForwardingMode;
-  readonly owner: string;
-  readonly state: FlowState;
-  readonly version: number;
-}
+export type ReplicatedAffinity = Omit<AffinityFlow, 'expiresAt' | 'createdAt'>;
 
 export type ReplicationOutcome = 'inserted' | 'updated' | 'stale' | 'removed' | 'absent';
 
