@@ -151,22 +151,6 @@ export function firmwareFixedEntry(e: P.FixedEntry, owner: number, target: (addr
   };
 }
 
-export function firmwareFixed(e: P.FixedEntry, owner: number, actions: AffinityActions): FixedAffinity {
-  const f = e.affinity;
-  const out: FixedAffinity = {
-    proto: f.protocol,
-    saddr: f.srcAddr,
-    daddr: f.dstAddr,
-    sport: f.srcPort,
-    dport: f.dstPort,
-    ttlSec: ttlSeconds(f.ttlMs),
-    owner,
-    ...actions,
-  };
-  if (f.flags & FixedAffinityFlag.Information) out.info = true;
-  return out;
-}
-
 export function firmwareWildcard(
   e: P.WildcardEntry,
   owner: number,
