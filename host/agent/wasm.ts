@@ -14,6 +14,7 @@
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { instantiate } from '@assemblyscript/loader';
+import { adviseHugePages } from './hugepages.ts';
 import { COUNTER_NAMES, type CounterName } from './counters.ts';
 import { FirmwareError, Status, type StatusCode } from './status.ts';
 
@@ -272,6 +273,8 @@ export interface LoadOptions {
   seed?: number;
   /** Capabilities to switch off at init, on top of what the build left out. */
   disabledCapabilities?: number;
+  /** Back the memory with transparent huge pages where the kernel allows (default true). */
+  hugePages?: boolean;
 }
 
 /** The part of WebAssembly.Memory we use (tsconfig's lib has no WebAssembly types). */
@@ -421,6 +424,8 @@ export class ForwardingFirmware {
   /** Capability bits (Capability.*). */
   readonly capabilities: number;
   readonly memory: WasmMemory;
+  /** Bytes of the budget advised to transparent huge pages at load (0: ordinary pages). */
+  readonly hugePageBytes: number;
   /** Raw exports for the hot path. */
   readonly raw: RawExports;
   /** The packet region (BATCH_MAX x packetSlot bytes); descriptor offsets are relative to it. */
@@ -435,8 +440,9 @@ export class ForwardingFirmware {
   private readonly counterView: BigUint64Array;
   private readonly infoBase: number;
 
-  private constructor(memory: WasmMemory, raw: RawExports) {
+  private constructor(memory: WasmMemory, raw: RawExports, hugePageBytes: number) {
     this.memory = memory;
+    this.hugePageBytes = hugePageBytes;
     this.raw = raw;
     const buf = memory.buffer;
     this.view = new DataView(buf);
@@ -483,6 +489,8 @@ export class ForwardingFirmware {
     const pages = budget / WASM_PAGE;
     const binary = withMemoryPages(new Uint8Array(await readFile(opts.wasmPath ?? DEFAULT_WASM_PATH)), pages);
     const memory = new WasmMemoryCtor({ initial: pages, maximum: pages });
+    // before anything touches the memory, so the kernel maps it with huge pages from the first fault
+    const hugePageBytes = opts.hugePages === false ? 0 : adviseHugePages(memory.buffer);
     const { instance } = await instantiate<Record<string, unknown>>(binary, { env: { memory } });
     const raw = instance.exports as unknown as RawExports;
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
@@ -491,7 +499,7 @@ export class ForwardingFirmware {
       opts.disabledCapabilities ?? 0,
     );
     if (st !== Status.OK) throw new FirmwareError(st, `init(budget ${budget}, fixed ${opts.fixedCapacity ?? 0}, wildcards ${opts.wildcardCapacity ?? 0})`);
-    return new ForwardingFirmware(memory, raw);
+    return new ForwardingFirmware(memory, raw, hugePageBytes);
   }
 
   hasCapability(name: CapabilityName): boolean {
