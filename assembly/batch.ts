@@ -17,7 +17,7 @@ import {
   DESC_SIZE, DIN_RESUME, DIN_SEEN, DOUT_ATTACH, DOUT_FIXED, DOUT_INTEREST, DOUT_REWRITTEN, DOUT_WILDCARD,
   D_AFFINITY, D_FLAGS_IN, D_FLAGS_OUT, D_INTEREST_BITS, D_INTEREST_TARGET, D_LENGTH, D_NEXT_HOP, D_OFFSET,
   D_OWNER, D_REASON, D_RESUME_PREC, D_SEEN_OWNER, D_SERVICE_PREC, D_VERDICT, EXT_SIZE, FIXED_SIZE, F_ACTIONS,
-  F_BYTES, F_EXT, F_INTEREST_MASK, F_INTEREST_TARGET, F_NAT_ADDR, F_NAT_PORT, F_OWNER, F_PACKETS, F_STATE,
+  F_BYTES, F_EXT, F_INTEREST_MASK, F_INTEREST_TARGET, F_NAT_ADDR, F_NAT_PORT, F_OWNER, F_PACKETS, F_STATE, ST_LIVE,
   PACKET_REGION, R_ACTION, R_ADVERTISED, R_DESCRIPTOR, R_DISPATCH_ZERO, R_IHL, R_L4_HEADER, R_TOTAL_LENGTH,
   R_TRUNCATED, R_VERSION, ST_FIRST_DATA_SEEN, V_COPY, V_DROP, V_FORWARD, V_HOLD, V_TO_MANAGER, WC_SIZE,
   W_ACTIONS, W_FORWARD_IP, W_HITS, W_INTEREST_MASK, W_INTEREST_TARGET, W_NAT_ADDR, W_NAT_PORT, W_OWNER,
@@ -147,6 +147,13 @@ const BIT_ALL: u32 = 1 << 15;
 const SCRATCH_SIZE: u32 = 32;
 const SCRATCH: usize = memory.data(256 * SCRATCH_SIZE, 64);
 const S_OK: u32 = 1 << 9;
+/** Packets per prefetch-then-lookup chunk of pass 2. */
+const CHUNK: u32 = 64;
+/** The live bit of the state byte (13) in the u64 at offset 8 of an entry, and the mask that compares
+ *  ports, protocol and that bit at once (an empty slot never equals a key). */
+const KEY1_LIVE: u64 = <u64>ST_LIVE << 40;
+const KEY1_LIVE_MASK: u64 = KEY1_MASK | KEY1_LIVE;
+const NO_SLOT: u32 = 0xffffffff;
 const S_L4OK: u32 = 1 << 8;
 /** Sink for the prefetching loads of pass 1 (keeps them from being optimised away). */
 let touched: u32 = 0;
@@ -228,6 +235,20 @@ function fixedGeneral(d: usize, s: usize, e: usize, i: u32, bits: u32, now: u32)
   }
 }
 
+/** The Robin Hood run from a home slot that did not match: slot of the key (k1 with KEY1_LIVE), else
+ *  NO_SLOT at the first empty slot or after `bound` slots. Kept out of the batch loop. */
+function fixedProbe(k0: u64, k1: u64, home: u32, slots: u32, bound: u32): u32 {
+  let i = home;
+  for (let n: u32 = 0; n <= bound; n++) {
+    const e = fixedBase + <usize>i * FIXED_SIZE;
+    const w8 = load<u64>(e, 8);
+    if ((w8 & KEY1_LIVE) == 0) return NO_SLOT;
+    if (((load<u64>(e) ^ k0) | ((w8 ^ k1) & KEY1_LIVE_MASK)) == 0) return i;
+    i = i + 1 == slots ? 0 : i + 1;
+  }
+  return NO_SLOT;
+}
+
 /** No live fixed affinity: the wildcards (by precedence), else a miss (dropped when advertised). */
 function notFixed(d: usize, s: usize, now: u32): void {
   const st = load<u32>(s, 12);
@@ -274,7 +295,7 @@ export function processBatch(count: u32, now: u32): void {
   let nBytes: u64 = 0;
   let nFixedHits: u64 = 0;
   let nNat: u64 = 0;
-  let nForwarded: u64 = 0;
+  let nGeneral: u64 = 0; // fixed hits that took fixedGeneral (the rest were forwarded in line)
   let sink: u32 = 0;
   let s = SCRATCH;
   for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
@@ -373,120 +394,131 @@ export function processBatch(count: u32, now: u32): void {
     store<u32>(s, doff | l4ok | S_OK | (ihl << 16) | (proto << 24), 12);
     store<u32>(s, <u32>p, 16);
   }
-  // prefetch: a tight loop of independent loads of every home slot (both cache lines a 48-byte entry
-  // may straddle) and, as far as a hit's probe is expected to run at the table's load, the slots after it,
-  // so many cache / TLB misses are in flight at once (a load in pass 2 that misses waits alone)
-  s = SCRATCH;
-  const send = SCRATCH + <usize>count * SCRATCH_SIZE;
-  if (fixedCount > (slots >>> 1)) {
-    // above 50 % load a Robin Hood hit is often 1-3 slots past its home: the next three entries' tails
-    for (; s < send; s += SCRATCH_SIZE) {
-      const hi = load<u32>(s);
-      const home = fBase + <usize>hi * FIXED_SIZE;
-      const run = hi + 3 < slots ? home : fBase; // stay inside the table
-      sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(run, 2 * FIXED_SIZE - 4) ^
-        load<u32>(run, 3 * FIXED_SIZE - 4) ^ load<u32>(run, 4 * FIXED_SIZE - 4);
+  const bound = fixedMaxDisp;
+  const searchFirst = wcSearchFirst != 0;
+  // Pass 2 runs in chunks, each after its own prefetch: the chunk's entries, packets and descriptors
+  // stay in L1 from the touch to the lookup.
+  for (let c: u32 = 0; c < count; c += CHUNK) {
+    const cn = count - c < CHUNK ? count - c : CHUNK;
+    const s0 = SCRATCH + <usize>c * SCRATCH_SIZE;
+    const send = s0 + <usize>cn * SCRATCH_SIZE;
+    // prefetch: a tight loop of independent loads of every home slot (both cache lines a 48-byte entry
+    // may straddle) and, as far as a hit's probe is expected to run at the table's load, the slots
+    // after it, so many cache / TLB misses are in flight at once (a load in the lookup that misses
+    // waits alone)
+    s = s0;
+    if (fixedCount > (slots >>> 1)) {
+      // above 50 % load a Robin Hood hit is often 1-3 slots past its home: the next three entries' tails
+      for (; s < send; s += SCRATCH_SIZE) {
+        const hi = load<u32>(s);
+        const home = fBase + <usize>hi * FIXED_SIZE;
+        const run = hi + 3 < slots ? home : fBase; // stay inside the table
+        sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(run, 2 * FIXED_SIZE - 4) ^
+          load<u32>(run, 3 * FIXED_SIZE - 4) ^ load<u32>(run, 4 * FIXED_SIZE - 4);
+      }
+    } else if (fixedCount > (slots >>> 2)) {
+      for (; s < send; s += SCRATCH_SIZE) {
+        const hi = load<u32>(s);
+        const home = fBase + <usize>hi * FIXED_SIZE;
+        const next = hi + 1 < slots ? home + FIXED_SIZE : home;
+        sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(next, FIXED_SIZE - 4);
+      }
+    } else {
+      // below 25 % nearly every hit (and every miss's empty slot) is at home
+      for (; s < send; s += SCRATCH_SIZE) {
+        const home = fBase + <usize>load<u32>(s) * FIXED_SIZE;
+        sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
+      }
     }
-  } else if (fixedCount > (slots >>> 2)) {
-    for (; s < send; s += SCRATCH_SIZE) {
-      const hi = load<u32>(s);
-      const home = fBase + <usize>hi * FIXED_SIZE;
-      const next = hi + 1 < slots ? home + FIXED_SIZE : home;
-      sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4) ^ load<u32>(next, FIXED_SIZE - 4);
-    }
-  } else {
-    // below 25 % nearly every hit (and every miss's empty slot) is at home
-    for (; s < send; s += SCRATCH_SIZE) {
-      const home = fBase + <usize>load<u32>(s) * FIXED_SIZE;
-      sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
+
+    s = s0;
+    const dEnd = dBase + <usize>(c + cn) * DESC_SIZE;
+    for (let d = dBase + <usize>c * DESC_SIZE; d < dEnd; d += DESC_SIZE, s += SCRATCH_SIZE) {
+      const st = load<u32>(s, 12);
+      if (!(st & S_OK)) continue;
+      if (searchFirst && wildcardFirst(d, s, now)) continue;
+      const p = <usize>load<u32>(s, 16);
+      const k0 = load<u64>(p, 12);
+      const ports = load<u32>(s, 4);
+      const proto = st >>> 24;
+
+      // fixed affinity lookup: the home slot in line (one compare covers the key and the live bit),
+      // the rest of the Robin Hood run out of line
+      const k1 = <u64>ports | (<u64>proto << 32) | KEY1_LIVE;
+      let i = load<u32>(s);
+      let e = fBase + <usize>i * FIXED_SIZE;
+      let w8 = load<u64>(e, 8); // ports, protocol, state, actions
+      if (((load<u64>(e) ^ k0) | ((w8 ^ k1) & KEY1_LIVE_MASK)) != 0) {
+        i = fixedProbe(k0, k1, i, slots, bound);
+        if (i == NO_SLOT) {
+          notFixed(d, s, now);
+          continue;
+        }
+        e = fBase + <usize>i * FIXED_SIZE;
+        w8 = load<u64>(e, 8);
+      }
+      if (isExpired(e, now)) {
+        notFixed(d, s, now);
+        continue;
+      }
+      nFixedHits++;
+      const bt = load<u32>(s, 8);
+      let bits = bt & 0xffff;
+      const est = <u32>(w8 >>> 40) & 0xff;
+      if ((bits & BIT_DATA) && !(est & ST_FIRST_DATA_SEEN)) {
+        bits |= BIT_FIRST_DATA;
+        store<u8>(e, <u8>(est | ST_FIRST_DATA_SEEN), F_STATE);
+      }
+      const actions = <u32>(w8 >>> 48);
+      const w24 = load<u64>(e, F_NAT_PORT); //  NAT port, interest mask, interest target, owner
+      const w32 = load<u64>(e, F_EXT); //       extension, packets
+      if (((actions & ~ACT_NAT_ANY) | <u32>w32 | (bits & (<u32>w24 >>> 16))) != 0) {
+        fixedGeneral(d, s, e, i, bits, now);
+        nGeneral++;
+        continue;
+      }
+      // common case: at most one NAT half, no extension, no interest match: forward
+      const tot = bt >>> 16;
+      let fo: u32 = DOUT_FIXED;
+      if ((FEATURES & CAP_NAT) && actions != 0) {
+        const l4 = p + <usize>((st >>> 16) & 0xff);
+        const l4ok = (st & S_L4OK) != 0;
+        const na = load<u32>(e, F_NAT_ADDR);
+        const np = <u32>w24 & 0xffff;
+        if (actions == ACT_NAT_DST && l4ok) {
+          // DNAT of address and port; the old values are the key's (RFC 1624 as in applyNat)
+          const acc = delta32(<u32>(k0 >>> 32), na);
+          store<u32>(p, na, 16);
+          store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
+          const acc4 = acc + delta16(ports >>> 16, np);
+          store<u16>(l4, <u16>np, 2);
+          if (proto == PROTO_TCP) {
+            store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
+          } else {
+            const c = <u32>load<u16>(l4, 6);
+            if (c != 0) {
+              const r = csumApply(c, acc4);
+              store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
+            }
+          }
+        } else {
+          applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
+            (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, na, np, na, np);
+        }
+        nNat++;
+        fo |= DOUT_REWRITTEN;
+      }
+      store<u32>(d, <u32>V_FORWARD | (fo << 16), D_VERDICT);
+      store<u64>(d, <u64>i << 32, D_NEXT_HOP); //       next hop 0, affinity slot
+      store<u64>(d, (w24 >>> 48) << 32, D_INTEREST_BITS); // no interest, owner, no service precedence
+      store<u64>(e, w32 + (<u64>1 << 32), F_EXT); //     packets + 1 (the extension index is 0 here)
+      store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
     }
   }
   touched = sink;
-
-  const bound = fixedMaxDisp;
-  const searchFirst = wcSearchFirst != 0;
-  s = SCRATCH;
-  for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
-    const st = load<u32>(s, 12);
-    if (!(st & S_OK)) continue;
-    if (searchFirst && wildcardFirst(d, s, now)) continue;
-    const p = <usize>load<u32>(s, 16);
-    const k0 = load<u64>(p, 12);
-    const ports = load<u32>(s, 4);
-    const proto = st >>> 24;
-
-    // fixed affinity lookup (fixedFind, inlined here to keep the slot index and the state byte)
-    const k1 = <u64>ports | (<u64>proto << 32);
-    let i = load<u32>(s);
-    let e: usize = 0;
-    let est: u32 = 0;
-    for (let n: u32 = 0; n <= bound; n++) {
-      const c = fBase + <usize>i * FIXED_SIZE;
-      est = <u32>load<u8>(c, F_STATE);
-      if (est == 0) break;
-      if (load<u64>(c) == k0 && (load<u64>(c, 8) & KEY1_MASK) == k1) {
-        if (!isExpired(c, now)) e = c;
-        break;
-      }
-      i = i + 1 == slots ? 0 : i + 1;
-    }
-    if (e == 0) {
-      notFixed(d, s, now);
-      continue;
-    }
-    nFixedHits++;
-    const bt = load<u32>(s, 8);
-    let bits = bt & 0xffff;
-    if ((bits & BIT_DATA) && !(est & ST_FIRST_DATA_SEEN)) {
-      bits |= BIT_FIRST_DATA;
-      store<u8>(e, <u8>(est | ST_FIRST_DATA_SEEN), F_STATE);
-    }
-    const actions = <u32>load<u16>(e, F_ACTIONS);
-    if (((actions & ~ACT_NAT_ANY) | load<u32>(e, F_EXT) | (bits & <u32>load<u16>(e, F_INTEREST_MASK))) != 0) {
-      fixedGeneral(d, s, e, i, bits, now);
-      continue;
-    }
-    // common case: at most one NAT half, no extension, no interest match: forward
-    const tot = bt >>> 16;
-    let fo: u32 = DOUT_FIXED;
-    if ((FEATURES & CAP_NAT) && actions != 0) {
-      const l4 = p + <usize>((st >>> 16) & 0xff);
-      const l4ok = (st & S_L4OK) != 0;
-      const na = load<u32>(e, F_NAT_ADDR);
-      const np = <u32>load<u16>(e, F_NAT_PORT);
-      if (actions == ACT_NAT_DST && l4ok) {
-        // DNAT of address and port; the old values are the key's (RFC 1624 as in applyNat)
-        const acc = delta32(<u32>(k0 >>> 32), na);
-        store<u32>(p, na, 16);
-        store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
-        const acc4 = acc + delta16(ports >>> 16, np);
-        store<u16>(l4, <u16>np, 2);
-        if (proto == PROTO_TCP) {
-          store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
-        } else {
-          const c = <u32>load<u16>(l4, 6);
-          if (c != 0) {
-            const r = csumApply(c, acc4);
-            store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
-          }
-        }
-      } else {
-        applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
-          (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, na, np, na, np);
-      }
-      nNat++;
-      fo |= DOUT_REWRITTEN;
-    }
-    store<u32>(d, <u32>V_FORWARD | (fo << 16), D_VERDICT);
-    store<u64>(d, <u64>i << 32, D_NEXT_HOP); //       next hop 0, affinity slot
-    store<u64>(d, <u64>load<u16>(e, F_OWNER) << 32, D_INTEREST_BITS); // no interest, owner, no service precedence
-    nForwarded++;
-    store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
-    store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
-  }
   bumpBy(Counter.PACKETS, <u64>count);
   bumpBy(Counter.BYTES, nBytes);
   bumpBy(Counter.FIXED_HITS, nFixedHits);
   bumpBy(Counter.NAT_APPLIED, nNat);
-  bumpBy(Counter.FORWARDED, nForwarded);
+  bumpBy(Counter.FORWARDED, nFixedHits - nGeneral);
 }
