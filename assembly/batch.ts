@@ -280,10 +280,11 @@ function notFixed(d: usize, s: usize, now: u32): void {
 /**
  * Processes descriptors [0, count) in two passes. Pass 1 validates and parses every packet (a short path
  * for IPv4 without options, unfragmented, TCP; the general parse for everything else) and hashes its
- * affinity key; a tight loop then loads the home slot of every packet's key: the loads are independent,
- * so the CPU overlaps their cache and TLB misses instead of paying them one after another. Pass 2 looks
- * up (now from cache), applies the actions and writes the verdicts; a fixed hit with at most one NAT half,
- * no extension and no interest match writes its outputs with three stores.
+ * affinity key. Pass 2 goes in chunks of CHUNK: a tight loop loads the home slot of every packet's key
+ * in the chunk (the loads are independent, so the CPU overlaps their cache and TLB misses instead of
+ * paying them one after another), then the chunk is looked up (now from L1), acted on and given its
+ * verdicts; a fixed hit with at most one NAT half, no extension and no interest match writes its outputs
+ * with three stores.
  */
 export function processBatch(count: u32, now: u32): void {
   const dBase = descBase;
