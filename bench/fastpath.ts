@@ -16,7 +16,7 @@ const ROUNDS = 8;
  * A batch runner through `process` with `flows` fixed affinities (or none) installed; checks after a
  * warm-up that the verdict is the one the case is about (a benchmark of drops is no benchmark).
  */
-function wasmRunner(fw: ForwardingFirmware, set: PacketSet, expect: number): () => void {
+export function wasmRunner(fw: ForwardingFirmware, set: PacketSet, expect: number): () => void {
   for (let i = 0; i < BATCH; i++) fw.setDescriptor(i, i * PACKET_LEN, PACKET_LEN);
   const region = fw.packets;
   const batches = Math.floor(set.count / BATCH);
@@ -68,7 +68,7 @@ function window(run: () => void, ms: number): number {
  * turns within a round: on a shared machine the load of the neighbours drifts by tens of percent within
  * seconds, and taking turns gives the firmware and the baseline the same drift.
  */
-function interleaved(runs: (() => void)[], totalMs: number): number[] {
+export function interleaved(runs: (() => void)[], totalMs: number): number[] {
   const ms = Math.max(20, Math.round(totalMs / ROUNDS));
   const samples = runs.map((): number[] => []);
   for (let r = 0; r < ROUNDS; r++) runs.forEach((run, k) => samples[k]!.push(window(run, ms)));

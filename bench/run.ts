@@ -9,6 +9,7 @@ import { writeReport } from './report.ts';
 
 const SECTIONS: Array<() => Promise<BenchSection>> = [
   async () => (await import('./fastpath.ts')).section,
+  async () => (await import('./churn.ts')).section,
   async () => (await import('./protocol.ts')).section,
   async () => (await import('./system.ts')).section,
   async () => (await import('./failover.ts')).section,
