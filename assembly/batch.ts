@@ -25,7 +25,7 @@ import {
   X_SEQ_INIT, X_SRC_ADDR, X_SRC_PORT, advertisedCount, descBase, extBase, fixedBase, patternCount, pktBase,
   wcBase, wcSearchFirst, fixedSlots, fixedMaxDisp, fixedCount,
 } from './layout';
-import { KEY1_MASK, isExpired } from './fixed';
+import { KEY1_LIVE, KEY1_LIVE_MASK, NO_SLOT, fixedProbe, isExpired } from './fixed';
 import { advertised, wcLookup } from './wildcard';
 import { PROTO_TCP, PROTO_UDP, applyNat, applySeqAdjust, infoCount } from './actions';
 
@@ -149,11 +149,7 @@ const SCRATCH: usize = memory.data(256 * SCRATCH_SIZE, 64);
 const S_OK: u32 = 1 << 9;
 /** Packets per prefetch-then-lookup chunk of pass 2. */
 const CHUNK: u32 = 64;
-/** The live bit of the state byte (13) in the u64 at offset 8 of an entry, and the mask that compares
- *  ports, protocol and that bit at once (an empty slot never equals a key). */
-const KEY1_LIVE: u64 = <u64>ST_LIVE << 40;
-const KEY1_LIVE_MASK: u64 = KEY1_MASK | KEY1_LIVE;
-const NO_SLOT: u32 = 0xffffffff;
+
 const S_L4OK: u32 = 1 << 8;
 /** Sink for the prefetching loads of pass 1 (keeps them from being optimised away). */
 let touched: u32 = 0;
@@ -233,20 +229,6 @@ function fixedGeneral(d: usize, s: usize, e: usize, i: u32, bits: u32, now: u32)
     store<u32>(e, load<u32>(e, F_PACKETS) + 1, F_PACKETS);
     store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
   }
-}
-
-/** The Robin Hood run from a home slot that did not match: slot of the key (k1 with KEY1_LIVE), else
- *  NO_SLOT at the first empty slot or after `bound` slots. Kept out of the batch loop. */
-function fixedProbe(k0: u64, k1: u64, home: u32, slots: u32, bound: u32): u32 {
-  let i = home;
-  for (let n: u32 = 0; n <= bound; n++) {
-    const e = fixedBase + <usize>i * FIXED_SIZE;
-    const w8 = load<u64>(e, 8);
-    if ((w8 & KEY1_LIVE) == 0) return NO_SLOT;
-    if (((load<u64>(e) ^ k0) | ((w8 ^ k1) & KEY1_LIVE_MASK)) == 0) return i;
-    i = i + 1 == slots ? 0 : i + 1;
-  }
-  return NO_SLOT;
 }
 
 /** No live fixed affinity: the wildcards (by precedence), else a miss (dropped when advertised). */
@@ -473,38 +455,35 @@ export function processBatch(count: u32, now: u32): void {
       const actions = <u32>(w8 >>> 48);
       const w24 = load<u64>(e, F_NAT_PORT); //  NAT port, interest mask, interest target, owner
       const w32 = load<u64>(e, F_EXT); //       extension, packets
-      if (((actions & ~ACT_NAT_ANY) | <u32>w32 | (bits & (<u32>w24 >>> 16))) != 0) {
+      // in line: no action, or DNAT of address and port of a TCP/UDP packet with its ports; no extension,
+      // no interest match. Everything else (other NAT subsets included) out of line, which keeps this
+      // loop's registers for the common case.
+      const inline = actions == 0 || (actions == ACT_NAT_DST && (st & S_L4OK) != 0);
+      if (!inline || (<u32>w32 | (bits & (<u32>w24 >>> 16))) != 0) {
         fixedGeneral(d, s, e, i, bits, now);
         nGeneral++;
         continue;
       }
-      // common case: at most one NAT half, no extension, no interest match: forward
       const tot = bt >>> 16;
       let fo: u32 = DOUT_FIXED;
       if ((FEATURES & CAP_NAT) && actions != 0) {
+        // DNAT; the old values are the key's (RFC 1624 as in applyNat)
         const l4 = p + <usize>((st >>> 16) & 0xff);
-        const l4ok = (st & S_L4OK) != 0;
         const na = load<u32>(e, F_NAT_ADDR);
         const np = <u32>w24 & 0xffff;
-        if (actions == ACT_NAT_DST && l4ok) {
-          // DNAT of address and port; the old values are the key's (RFC 1624 as in applyNat)
-          const acc = delta32(<u32>(k0 >>> 32), na);
-          store<u32>(p, na, 16);
-          store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
-          const acc4 = acc + delta16(ports >>> 16, np);
-          store<u16>(l4, <u16>np, 2);
-          if (proto == PROTO_TCP) {
-            store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
-          } else {
-            const c = <u32>load<u16>(l4, 6);
-            if (c != 0) {
-              const r = csumApply(c, acc4);
-              store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
-            }
-          }
+        const acc = delta32(<u32>(k0 >>> 32), na);
+        store<u32>(p, na, 16);
+        store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
+        const acc4 = acc + delta16(ports >>> 16, np);
+        store<u16>(l4, <u16>np, 2);
+        if (proto == PROTO_TCP) {
+          store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
         } else {
-          applyNat(p, l4, proto, l4ok, (actions & ACT_NAT_SRC_ADDR) != 0, (actions & ACT_NAT_SRC_PORT) != 0,
-            (actions & ACT_NAT_DST_ADDR) != 0, (actions & ACT_NAT_DST_PORT) != 0, na, np, na, np);
+          const c = <u32>load<u16>(l4, 6);
+          if (c != 0) {
+            const r = csumApply(c, acc4);
+            store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
+          }
         }
         nNat++;
         fo |= DOUT_REWRITTEN;

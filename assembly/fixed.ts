@@ -50,21 +50,33 @@ export const SWEEP_ON_FULL: u32 = 4096;
   return <i32>(load<u32>(e, F_EXPIRY) - now) <= 0;
 }
 
-/** Entry address of the live affinity with key (k0 = saddr | daddr << 32, k1 = ports | proto << 32), or 0. */
-// @ts-ignore: decorator
-@inline export function fixedFind(k0: u64, k1: u64, h: u32, now: u32): usize {
-  const slots = fixedSlots;
-  const bound = fixedMaxDisp;
-  let i = reduce(h, slots);
+/** The live bit of the state byte (13) in the u64 at offset 8 of an entry, and the mask that compares
+ *  ports, protocol and that bit at once (an empty slot never equals a key). */
+export const KEY1_LIVE: u64 = <u64>ST_LIVE << 40;
+export const KEY1_LIVE_MASK: u64 = KEY1_MASK | KEY1_LIVE;
+export const NO_SLOT: u32 = 0xffffffff;
+
+/** The Robin Hood run from slot `home`: slot of the key (k1 with KEY1_LIVE, live or expired), else
+ *  NO_SLOT at the first empty slot or after `bound` + 1 slots. */
+export function fixedProbe(k0: u64, k1: u64, home: u32, slots: u32, bound: u32): u32 {
+  let i = home;
   for (let n: u32 = 0; n <= bound; n++) {
     const e = fixedBase + <usize>i * FIXED_SIZE;
-    if (load<u8>(e, F_STATE) == 0) return 0;
-    if (load<u64>(e) == k0 && (load<u64>(e, 8) & KEY1_MASK) == k1) {
-      return isExpired(e, now) ? 0 : e;
-    }
+    const w8 = load<u64>(e, 8);
+    if ((w8 & KEY1_LIVE) == 0) return NO_SLOT;
+    if (((load<u64>(e) ^ k0) | ((w8 ^ k1) & KEY1_LIVE_MASK)) == 0) return i;
     i = i + 1 == slots ? 0 : i + 1;
   }
-  return 0;
+  return NO_SLOT;
+}
+
+/** Entry address of the live affinity with key (k0 = saddr | daddr << 32, k1 = ports | proto << 32), or 0. */
+export function fixedFind(k0: u64, k1: u64, h: u32, now: u32): usize {
+  const slots = fixedSlots;
+  const i = fixedProbe(k0, k1 | KEY1_LIVE, reduce(h, slots), slots, fixedMaxDisp);
+  if (i == NO_SLOT) return 0;
+  const e = fixedBase + <usize>i * FIXED_SIZE;
+  return isExpired(e, now) ? 0 : e;
 }
 
 function extRelease(e: usize): void {
