@@ -204,6 +204,7 @@ function fixedGeneral(d: usize, s: usize, e: usize, i: u32, bits: u32, now: u32)
   const seenOwner: u32 = (flagsIn & DIN_SEEN) ? <u32>load<u16>(d, D_SEEN_OWNER) : 0x10000;
   const owner = <u32>load<u16>(e, F_OWNER);
   const actions = <u32>load<u16>(e, F_ACTIONS);
+  bump(Counter.FIXED_HITS);
   clearOut(d);
   store<u16>(d, DOUT_FIXED, D_FLAGS_OUT);
   store<u32>(d, i, D_AFFINITY);
@@ -276,10 +277,8 @@ export function processBatch(count: u32, now: u32): void {
   const slots = fixedSlots;
   // the common outcomes are counted in locals and added to the counters once per batch
   let nBytes: u64 = 0;
-  let nFixedHits: u64 = 0;
+  let nInline: u64 = 0; // fixed hits forwarded in line (fixedGeneral counts its own)
   let nNat: u64 = 0;
-  let nGeneral: u64 = 0; // fixed hits that took fixedGeneral (the rest were forwarded in line)
-  let sink: u32 = 0;
   let s = SCRATCH;
   for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
     store<u32>(s, 0, 12);
@@ -390,6 +389,7 @@ export function processBatch(count: u32, now: u32): void {
     // after it, so many cache / TLB misses are in flight at once (a load in the lookup that misses
     // waits alone)
     s = s0;
+    let sink: u32 = 0;
     if (fixedCount > (slots >>> 1)) {
       // above 50 % load a Robin Hood hit is often 1-3 slots past its home: the next three entries' tails
       for (; s < send; s += SCRATCH_SIZE) {
@@ -413,6 +413,7 @@ export function processBatch(count: u32, now: u32): void {
         sink ^= load<u32>(home) ^ load<u32>(home, FIXED_SIZE - 4);
       }
     }
+    touched = sink;
 
     s = s0;
     const dEnd = dBase + <usize>(c + cn) * DESC_SIZE;
@@ -444,7 +445,6 @@ export function processBatch(count: u32, now: u32): void {
         notFixed(d, s, now);
         continue;
       }
-      nFixedHits++;
       const bt = load<u32>(s, 8);
       let bits = bt & 0xffff;
       const est = <u32>(w8 >>> 40) & 0xff;
@@ -461,7 +461,6 @@ export function processBatch(count: u32, now: u32): void {
       const inline = actions == 0 || (actions == ACT_NAT_DST && (st & S_L4OK) != 0);
       if (!inline || (<u32>w32 | (bits & (<u32>w24 >>> 16))) != 0) {
         fixedGeneral(d, s, e, i, bits, now);
-        nGeneral++;
         continue;
       }
       const tot = bt >>> 16;
@@ -493,12 +492,12 @@ export function processBatch(count: u32, now: u32): void {
       store<u64>(d, (w24 >>> 48) << 32, D_INTEREST_BITS); // no interest, owner, no service precedence
       store<u64>(e, w32 + (<u64>1 << 32), F_EXT); //     packets + 1 (the extension index is 0 here)
       store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
+      nInline++;
     }
   }
-  touched = sink;
   bumpBy(Counter.PACKETS, <u64>count);
   bumpBy(Counter.BYTES, nBytes);
-  bumpBy(Counter.FIXED_HITS, nFixedHits);
+  bumpBy(Counter.FIXED_HITS, nInline);
   bumpBy(Counter.NAT_APPLIED, nNat);
-  bumpBy(Counter.FORWARDED, nFixedHits - nGeneral);
+  bumpBy(Counter.FORWARDED, nInline);
 }
