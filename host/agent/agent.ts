@@ -45,6 +45,25 @@ export interface AgentOptions {
   onFixedInstalled?: ((e: FixedEntry) => void) | undefined;
   /** Called for each control-plane event worth a log line. */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
+  /**
+   * Keep a copy of each packet handed to a manager (TO_MANAGER) until a fixed affinity for its flow
+   * arrives, and run the copies of a replaced manager again when its takeover notice comes (default
+   * true): the first packet of a flow that started while the primary was dead but not yet declared so
+   * then reaches the new primary at the takeover, not at the client's retransmission a second later.
+   * Off for hosts that keep and retry such packets themselves (the replay).
+   */
+  resendOnTakeover?: boolean;
+}
+
+/** Packets kept for a resend after a takeover: at most this many flows, each for at most this long. */
+const UNANSWERED_MAX = 4096;
+const UNANSWERED_TTL_MS = 3000;
+
+interface Unanswered {
+  bytes: Uint8Array;
+  /** Firmware owner index of the manager the packet went to. */
+  owner: number;
+  at: number;
 }
 
 const STATUS_TO_DENY: Record<number, number> = {
@@ -68,6 +87,8 @@ export interface AgentStats {
   ipPacketOnly: number;
   forwarded: number;
   takeoverNotices: number;
+  /** Packets a replaced manager never answered, run again at its takeover notice. */
+  resentAfterTakeover: number;
 }
 
 export class ForwardingAgent {
@@ -87,6 +108,7 @@ export class ForwardingAgent {
     ipPacketOnly: 0,
     forwarded: 0,
     takeoverNotices: 0,
+    resentAfterTakeover: 0,
   };
   /** Highest epoch of a takeover notice applied. */
   private takeoverEpoch = 0;
@@ -119,6 +141,9 @@ export class ForwardingAgent {
   private readonly fixedBase: number;
   private readonly fixedEntryBytes: number;
   private readonly mem: Uint8Array;
+  private readonly resend: boolean;
+  /** Packets handed to a manager and not answered by a fixed affinity yet, by flow (oldest first). */
+  private readonly unanswered = new Map<string, Unanswered>();
 
   constructor(opts: AgentOptions) {
     this.firmware = opts.firmware;
@@ -128,6 +153,7 @@ export class ForwardingAgent {
     this.onEvent = opts.onEvent ?? (() => undefined);
     this.onFixedInstalled = opts.onFixedInstalled;
     this.identity = opts.identity;
+    this.resend = opts.resendOnTakeover ?? true;
     this.hold = new HoldQueue(opts.holdQueue?.size ?? 1024, opts.holdQueue?.deadlineMs ?? 20);
     const fw = this.firmware;
     const layout = fw.raw.layout();
@@ -172,6 +198,7 @@ export class ForwardingAgent {
         this.sink.send(fw.packet(i), d32[(base + 16) >> 2]!);
       } else if (verdict === VerdictCode.TO_MANAGER) {
         this.interestMatch(i, flags, true);
+        if (this.resend) this.keepUnanswered(i);
       } else if (verdict === VerdictCode.HOLD) {
         this.holdPacket(i, flags);
       }
@@ -191,10 +218,15 @@ export class ForwardingAgent {
     }
   }
 
-  /** Timers: the firmware's bounded expiry sweep and the hold queue's deadlines. */
+  /** Timers: the firmware's bounded expiry sweep, the hold queue's deadlines, unanswered packets' age. */
   tick(): void {
     const now = this.now();
     this.firmware.tick(now);
+    // insertion order is age order (keepUnanswered re-inserts): stop at the first young one
+    for (const [flow, u] of this.unanswered) {
+      if (now - u.at < UNANSWERED_TTL_MS) break;
+      this.unanswered.delete(flow);
+    }
     for (const p of this.hold.expire(now)) {
       this.stats.holdExpired++;
       this.sendPacketToManager(p.bytes, p.target, true);
@@ -234,6 +266,17 @@ export class ForwardingAgent {
       ? { type: 'interest-match-fixed', identifier, packet, identity, managerInterestData }
       : { type: 'interest-match-wildcard', identifier, packet, identity, managerInterestData };
     this.control.send(msg, target);
+  }
+
+  private keepUnanswered(i: number): void {
+    const fw = this.firmware;
+    const bytes = fw.packet(i);
+    const key = packetKey(bytes);
+    if (!key) return;
+    const flow = flowId(key);
+    this.unanswered.delete(flow);
+    if (this.unanswered.size >= UNANSWERED_MAX) this.unanswered.delete(this.unanswered.keys().next().value!);
+    this.unanswered.set(flow, { bytes: Uint8Array.from(bytes), owner: fw.owner(i), at: this.now() });
   }
 
   private holdPacket(i: number, flags: number): void {
@@ -314,7 +357,19 @@ export class ForwardingAgent {
     const owner = this.owners.find(replaced);
     const removed = owner === undefined ? 0 : this.firmware.deleteByOwner(owner);
     this.stats.takeoverNotices++;
-    this.onEvent('takeover', { replaced, by: msg.sender, epoch: msg.heartbeat.epoch, removed });
+    // What the replaced manager never answered goes through the firmware again: its affinities are
+    // gone, so the packets now meet the new owner's wildcards.
+    const again: Uint8Array[] = [];
+    if (owner !== undefined) {
+      for (const [flow, u] of this.unanswered) {
+        if (u.owner !== owner) continue;
+        this.unanswered.delete(flow);
+        again.push(u.bytes);
+      }
+    }
+    this.stats.resentAfterTakeover += again.length;
+    this.onEvent('takeover', { replaced, by: msg.sender, epoch: msg.heartbeat.epoch, removed, resent: again.length });
+    if (again.length > 0) this.runPackets(again, 0);
     return removed;
   }
 
@@ -364,6 +419,10 @@ export class ForwardingAgent {
         }
       }
       if (status === Status.OK) {
+        if (this.unanswered.size > 0) {
+          const a = e.affinity;
+          this.unanswered.delete(flowId({ proto: a.protocol, saddr: a.srcAddr, daddr: a.dstAddr, sport: a.srcPort, dport: a.dstPort }));
+        }
         this.onFixedInstalled?.(e);
         if (e.affinity.ttlMs === 0) this.stats.fixedDeleted++;
         else this.stats.fixedInstalled++;

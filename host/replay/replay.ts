@@ -260,6 +260,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   let retryNow = false;
   const agent: ReplayAgent = new ReplayAgent({
     firmware: fw,
+    // the replay keeps and retries what a manager did not answer itself (pending / takePending), and
+    // counts what stays unanswered as lost
+    resendOnTakeover: false,
     control: channel,
     sink,
     now: () => performance.now(),

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ipToU32, type ServiceMessage } from '../../../host/protocol/index.ts';
 import { ServiceChannel } from '../../../host/transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../../../host/transport/udp.ts';
+import { TAKEOVER_NOTICE } from '../../../host/agent/agent.ts';
 import { TestAgent } from '../../support/agent.ts';
 import { dstOf, tcp, TCP_ACK, TCP_SYN } from '../../support/packets.ts';
 
@@ -14,9 +15,9 @@ afterEach(async () => {
   for (const c of closers.splice(0)) await c();
 });
 
-async function fakeManager(): Promise<{ ch: ServiceChannel; got: ServiceMessage[]; ep: Endpoint }> {
+async function fakeManager(sender = 4242): Promise<{ ch: ServiceChannel; got: ServiceMessage[]; ep: Endpoint }> {
   const socket = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
-  const ch = new ServiceChannel({ socket, sender: 4242 });
+  const ch = new ServiceChannel({ socket, sender });
   const got: ServiceMessage[] = [];
   ch.onMessage((m) => got.push(m));
   closers.push(() => ch.close());
@@ -31,11 +32,11 @@ async function startAgent(): Promise<TestAgent> {
 
 const agentEp = (a: TestAgent): Endpoint => a.channel.socket.local;
 
-function wildcard(mgr: Endpoint, opts: { hold?: boolean; data?: boolean } = {}): Parameters<ServiceChannel['send']>[0] {
+function wildcard(mgr: Endpoint, opts: { hold?: boolean; data?: boolean; backupPrecedence?: number } = {}): Parameters<ServiceChannel['send']>[0] {
   return {
     type: 'affinity-update-wildcard',
     servicePrecedence: { value: 100, wildcardFirst: false },
-    backupPrecedence: 200,
+    backupPrecedence: opts.backupPrecedence ?? 200,
     managerInterestData: Uint8Array.from([1, 2, 3]),
     wildcards: [
       {
@@ -102,6 +103,32 @@ describe('ForwardingAgent', () => {
     await agent.until(() => mgr.got.some((m) => m.type === 'interest-match-wildcard' && m.packet !== undefined), 'the expired packet');
     expect(agent.agent.stats.holdExpired).toBe(1);
     expect(agent.agent.hold.size).toBe(0);
+  });
+
+  it('at a takeover notice runs again the packets the replaced manager never answered, and only those', async () => {
+    const agent = await startAgent();
+    const primary = await fakeManager(4242);
+    const backup = await fakeManager(4343);
+    // on the wire the higher backup precedence wins: the primary's
+    primary.ch.send(wildcard(primary.ep, { backupPrecedence: 300 }), agentEp(agent));
+    backup.ch.send(wildcard(backup.ep, { backupPrecedence: 200 }), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 2, 'both wildcards');
+    for (let i = 1; i <= 3; i++) agent.send(tcp(`10.9.1.${i}`, 41000 + i, VIP, 80, TCP_SYN));
+    await agent.until(() => primary.got.length === 3, 'three interest matches at the primary');
+    expect(backup.got.length).toBe(0);
+    // The primary answers the first flow, then dies; the backup's takeover notice names it.
+    primary.ch.send(fixedFor('10.9.1.1', 41001, '10.0.1.7'), agentEp(agent));
+    await agent.until(() => agent.agent.stats.fixedInstalled === 1, 'the first flow answered');
+    backup.ch.send(
+      { type: 'heartbeat', identity: { addr: 4242, hostName: TAKEOVER_NOTICE }, heartbeat: { role: 'primary', resyncState: 'none', epoch: 7, backupPrecedence: 200, intervalMs: 50 } },
+      agentEp(agent),
+    );
+    await agent.until(() => backup.got.length === 2, 'the unanswered flows at the backup');
+    expect(agent.agent.stats.resentAfterTakeover).toBe(2);
+    const asked = backup.got.map((m) => (m.type === 'interest-match-wildcard' && m.packet ? m.identifier.srcPort : -1));
+    expect(asked.sort()).toEqual([41002, 41003]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(backup.got.length).toBe(2);
   });
 
   it('forwards IP packet only messages through the firmware', async () => {

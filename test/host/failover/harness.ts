@@ -140,7 +140,8 @@ export class TestAgent {
     return this.channel.socket.local;
   }
 
-  static async open(config: WasmlbConfig): Promise<TestAgent> {
+  /** `resendOnTakeover`: the agent's own resend at a takeover (off by default: the tests retry themselves). */
+  static async open(config: WasmlbConfig, { resendOnTakeover = false } = {}): Promise<TestAgent> {
     const fw = await ForwardingFirmware.load({ budgetBytes: 16 * 1024 * 1024 });
     const socket = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
     const channel = new ServiceChannel({ socket, sender: 0x0a9e0002, ...securityOf(config) });
@@ -149,6 +150,7 @@ export class TestAgent {
     const opts: AgentOptions = {
       firmware: fw,
       control: channel,
+      resendOnTakeover,
       now: () => performance.now(),
       sink: {
         send(p: Uint8Array): void {

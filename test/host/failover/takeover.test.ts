@@ -2,6 +2,7 @@
 // agent (firmware + UDP) in this process.
 import { afterEach, describe, expect, it } from 'vitest';
 import { managerId } from '../../../host/manager/manager.ts';
+import { ipToU32 } from '../../../host/protocol/index.ts';
 import { killAll } from '../../support/process.ts';
 import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent, primaryBackupSetup } from './harness.ts';
 
@@ -227,5 +228,46 @@ describe('failover: an agent that outlives its managers', () => {
       b.proc.kill('SIGKILL');
       await Promise.all([a.proc.exited, b.proc.exited]);
     }
+  });
+});
+
+describe('failover: flows that start while the primary is dead', () => {
+  it('the agent runs their first packets again at the takeover notice: they reach a backend through the backup, no client retransmission needed', async () => {
+    const { text, config } = failoverConfig([
+      { identity: 'mgr-a', role: 'primary' },
+      { identity: 'mgr-b', role: 'backup' },
+    ]);
+    const cfg = new ConfigFile(text);
+    // The agent's own resend on: the test never asks again itself.
+    const agent = await TestAgent.open(config, { resendOnTakeover: true });
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+    const before = await openFlows(agent, '10.1', 20);
+    for (const k of before) expect(agent.flows.get(k)!.backends.length).toBe(1);
+
+    a.proc.kill('SIGKILL');
+    await a.proc.exited;
+    // The primary is dead but not declared so (3 missed heartbeats): its wildcards still match, so
+    // these SYNs go to it and are lost with it.
+    const blind: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      agent.send(`10.3.0.${i + 1}`, 30000 + i, true);
+      blind.push(`${ipToU32(`10.3.0.${i + 1}`)}:${30000 + i}`);
+    }
+    expect(agent.agent.stats.takeoverNotices).toBe(0);
+    for (const k of blind) expect(agent.flows.get(k)!.backends.length).toBe(0);
+
+    const notice = performance.now() + 5000;
+    while (agent.agent.stats.takeoverNotices === 0 && performance.now() < notice) await sleep(5);
+    expect(agent.agent.stats.takeoverNotices).toBe(1);
+    expect(agent.agent.stats.resentAfterTakeover).toBe(30);
+    // Answered by the backup well before a client's first SYN retransmission (1 s).
+    const noticeAt = performance.now();
+    while (blind.some((k) => agent.flows.get(k)!.backends.length === 0) && performance.now() - noticeAt < 900) await sleep(5);
+    for (const k of blind) expect(agent.flows.get(k)!.backends.length).toBe(1);
+    await statsWhere(b, (s) => s.role === 'primary' && s.flows === 50);
   });
 });
