@@ -60,10 +60,21 @@ const UNANSWERED_MAX = 4096;
 const UNANSWERED_TTL_MS = 3000;
 
 interface Unanswered {
+  /** The flow's affinity key (the map is keyed by its hash). */
+  key: AffinityKey;
   bytes: Uint8Array;
   /** Firmware owner index of the manager the packet went to. */
   owner: number;
   at: number;
+}
+
+/** 30-bit hash of an affinity key: a small-integer map key, no string per new flow. */
+function keyHash(proto: number, saddr: number, sport: number, daddr: number, dport: number): number {
+  let h = Math.imul(saddr ^ 0x9e3779b9, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ daddr, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16) ^ ((sport << 16) | dport), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ proto, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & 0x3fffffff;
 }
 
 const STATUS_TO_DENY: Record<number, number> = {
@@ -142,8 +153,11 @@ export class ForwardingAgent {
   private readonly fixedEntryBytes: number;
   private readonly mem: Uint8Array;
   private readonly resend: boolean;
-  /** Packets handed to a manager and not answered by a fixed affinity yet, by flow (oldest first). */
-  private readonly unanswered = new Map<string, Unanswered>();
+  /** Packets handed to a manager and not answered by a fixed affinity yet, by key hash (oldest first;
+   *  two flows with one hash keep the later: the resend is best effort). */
+  private readonly unanswered = new Map<number, Unanswered>();
+  /** The clock at the last tick: the age of unanswered packets needs no finer one. */
+  private tickNow: number;
 
   constructor(opts: AgentOptions) {
     this.firmware = opts.firmware;
@@ -154,6 +168,7 @@ export class ForwardingAgent {
     this.onFixedInstalled = opts.onFixedInstalled;
     this.identity = opts.identity;
     this.resend = opts.resendOnTakeover ?? true;
+    this.tickNow = this.now();
     this.hold = new HoldQueue(opts.holdQueue?.size ?? 1024, opts.holdQueue?.deadlineMs ?? 20);
     const fw = this.firmware;
     const layout = fw.raw.layout();
@@ -221,6 +236,7 @@ export class ForwardingAgent {
   /** Timers: the firmware's bounded expiry sweep, the hold queue's deadlines, unanswered packets' age. */
   tick(): void {
     const now = this.now();
+    this.tickNow = now;
     this.firmware.tick(now);
     // insertion order is age order (keepUnanswered re-inserts): stop at the first young one
     for (const [flow, u] of this.unanswered) {
@@ -268,15 +284,27 @@ export class ForwardingAgent {
     this.control.send(msg, target);
   }
 
+  /** A fixed affinity arrived: the packet kept for its flow (if any) was answered. */
+  private forgetAnswered(a: WireFixed): void {
+    const h = keyHash(a.protocol, a.srcAddr, a.srcPort, a.dstAddr, a.dstPort);
+    const k = this.unanswered.get(h)?.key;
+    if (k && k.saddr === a.srcAddr && k.daddr === a.dstAddr && k.sport === a.srcPort && k.dport === a.dstPort && k.proto === a.protocol) {
+      this.unanswered.delete(h);
+    }
+  }
+
   private keepUnanswered(i: number): void {
     const fw = this.firmware;
     const bytes = fw.packet(i);
     const key = packetKey(bytes);
     if (!key) return;
-    const flow = flowId(key);
-    this.unanswered.delete(flow);
+    const h = keyHash(key.proto, key.saddr, key.sport, key.daddr, key.dport);
+    this.unanswered.delete(h);
     if (this.unanswered.size >= UNANSWERED_MAX) this.unanswered.delete(this.unanswered.keys().next().value!);
-    this.unanswered.set(flow, { bytes: Uint8Array.from(bytes), owner: fw.owner(i), at: this.now() });
+    // a copy on the JS heap for the usual small first packet (V8 keeps typed arrays <= 64 B there)
+    const copy = new Uint8Array(bytes.length);
+    copy.set(bytes);
+    this.unanswered.set(h, { key, bytes: copy, owner: fw.owner(i), at: this.tickNow });
   }
 
   private holdPacket(i: number, flags: number): void {
@@ -419,10 +447,7 @@ export class ForwardingAgent {
         }
       }
       if (status === Status.OK) {
-        if (this.unanswered.size > 0) {
-          const a = e.affinity;
-          this.unanswered.delete(flowId({ proto: a.protocol, saddr: a.srcAddr, daddr: a.dstAddr, sport: a.srcPort, dport: a.dstPort }));
-        }
+        if (this.unanswered.size > 0) this.forgetAnswered(e.affinity);
         this.onFixedInstalled?.(e);
         if (e.affinity.ttlMs === 0) this.stats.fixedDeleted++;
         else this.stats.fixedInstalled++;
