@@ -17,7 +17,7 @@ import {
   DESC_SIZE, DIN_RESUME, DIN_SEEN, DOUT_ATTACH, DOUT_FIXED, DOUT_INTEREST, DOUT_REWRITTEN, DOUT_WILDCARD,
   D_AFFINITY, D_FLAGS_IN, D_FLAGS_OUT, D_INTEREST_BITS, D_INTEREST_TARGET, D_LENGTH, D_NEXT_HOP, D_OFFSET,
   D_OWNER, D_REASON, D_RESUME_PREC, D_SEEN_OWNER, D_SERVICE_PREC, D_VERDICT, EXT_SIZE, FIXED_SIZE, F_ACTIONS,
-  F_BYTES, F_EXT, F_INTEREST_MASK, F_INTEREST_TARGET, F_NAT_ADDR, F_NAT_PORT, F_OWNER, F_PACKETS, F_STATE, ST_LIVE,
+  F_BYTES, F_EXT, F_INTEREST_MASK, F_INTEREST_TARGET, F_NAT_ADDR, F_NAT_PORT, F_OWNER, F_PACKETS, F_STATE,
   PACKET_REGION, R_ACTION, R_ADVERTISED, R_DESCRIPTOR, R_DISPATCH_ZERO, R_IHL, R_L4_HEADER, R_TOTAL_LENGTH,
   R_TRUNCATED, R_VERSION, ST_FIRST_DATA_SEEN, V_COPY, V_DROP, V_FORWARD, V_HOLD, V_TO_MANAGER, WC_SIZE,
   W_ACTIONS, W_FORWARD_IP, W_HITS, W_INTEREST_MASK, W_INTEREST_TARGET, W_NAT_ADDR, W_NAT_PORT, W_OWNER,
@@ -147,11 +147,10 @@ const BIT_ALL: u32 = 1 << 15;
 const SCRATCH_SIZE: u32 = 32;
 const SCRATCH: usize = memory.data(256 * SCRATCH_SIZE, 64);
 const S_OK: u32 = 1 << 9;
+const S_L4OK: u32 = 1 << 8;
 /** Packets per prefetch-then-lookup chunk of pass 2. */
 const CHUNK: u32 = 64;
-
-const S_L4OK: u32 = 1 << 8;
-/** Sink for the prefetching loads of pass 1 (keeps them from being optimised away). */
+/** Sink for the prefetching loads (keeps them from being optimised away). */
 let touched: u32 = 0;
 
 /** Outputs (bytes 12..31) of a packet dropped as malformed: verdict, reason, everything else 0. */
@@ -266,8 +265,8 @@ function notFixed(d: usize, s: usize, now: u32): void {
  * affinity key. Pass 2 goes in chunks of CHUNK: a tight loop loads the home slot of every packet's key
  * in the chunk (the loads are independent, so the CPU overlaps their cache and TLB misses instead of
  * paying them one after another), then the chunk is looked up (now from L1), acted on and given its
- * verdicts; a fixed hit with at most one NAT half, no extension and no interest match writes its outputs
- * with three stores.
+ * verdicts; a fixed hit with no action or DNAT of address and port, no extension and no interest match
+ * writes its outputs with three stores.
  */
 export function processBatch(count: u32, now: u32): void {
   const dBase = descBase;
