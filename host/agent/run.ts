@@ -533,6 +533,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     });
     status = await startStatusServer({
       port,
+      host: config.agent.metricsAddress,
       registry,
       // The VIPs routed into the device (the agent knows no backends: those are the managers' business).
       status: () => agentStatus(snap(), { name: device.name, version: ver, vips: vipRoutes.routed().map((vip) => ({ vip, backends: [] })) }),

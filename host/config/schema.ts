@@ -146,6 +146,8 @@ export const agentSchema = z
       .prefault({}),
     /** Prometheus /metrics port; 0 = off. */
     metricsPort: int(0, 65535).default(0),
+    /** Address the /metrics and /status port binds to (0.0.0.0: every interface). */
+    metricsAddress: ipv4.default('127.0.0.1'),
   })
   .prefault({});
 
@@ -216,6 +218,7 @@ export const managerSchema = z
     replication: replicationSchema,
     takeover: takeoverSchema,
     metricsPort: int(0, 65535).default(0),
+    metricsAddress: ipv4.default('127.0.0.1'),
   })
   .transform((m) => ({ ...m, backupPrecedence: m.backupPrecedence ?? (m.role === 'primary' ? 200 : 100) }));
 

@@ -206,6 +206,7 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     }));
     status = await startStatusServer({
       port: opts.manager.metricsPort,
+      host: opts.manager.metricsAddress,
       registry,
       status: () => managerStatus(snap(), { name: self, version: ver, peer: node.sender.activePeerIds().map((id) => node.role.peerName(id)).join(',') || null, lagSeconds: metrics?.lastReplicationLag() ?? null }),
     });

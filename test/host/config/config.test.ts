@@ -144,6 +144,14 @@ describe('errors name the file, the line and the key', () => {
     expect(lines).toContain('lb.yaml:17: vips[1].backends[1]: duplicate backend 10.0.1.1:80');
     expect(lines).toHaveLength(7);
   });
+  it('metrics addresses: loopback by default, an IPv4 address when given', () => {
+    const c = parseConfig('agent: { metricsAddress: 0.0.0.0 }\nmanagers: [{ identity: a }]', 'lb.yaml');
+    expect(c.agent.metricsAddress).toBe('0.0.0.0');
+    expect(c.managers[0]!.metricsAddress).toBe('127.0.0.1');
+    const e = errorOf(() => parseConfig('managers: [{ identity: a, metricsAddress: localhost }]', 'lb.yaml'));
+    expect(e.message).toBe('lb.yaml:1: managers[0].metricsAddress: expected an IPv4 address (a.b.c.d), got "localhost"');
+  });
+
   it('duplicates across managers', () => {
     const text = [
       'managers:',

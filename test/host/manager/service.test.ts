@@ -176,3 +176,22 @@ describe('agent ↔ manager over UDP', () => {
     expect(agent.fw.counter('FIXED_OCCUPANCY')).toBe(0n);
   });
 });
+
+describe('manager metrics address', () => {
+  it('serves /status and /metrics on managers[].metricsAddress, and only there', async () => {
+    // a free port on 127.0.0.2 (all of 127/8 is loopback on Linux)
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.2', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const cfg = writeConfig(config().replace('  - identity: mgr-test\n', `  - identity: mgr-test\n    metricsPort: ${port}\n    metricsAddress: 127.0.0.2\n`));
+    cleanups.push(cfg.cleanup);
+    const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--log-level', 'debug']);
+    await manager.waitForEvent('ready');
+    const status = await fetch(`http://127.0.0.2:${port}/status`);
+    expect(status.status).toBe(200);
+    expect(((await status.json()) as { role?: string }).role).toBe('primary');
+    expect(await (await fetch(`http://127.0.0.2:${port}/metrics`)).text()).toMatch(/^wasmlb_manager_role/m);
+    await expect(fetch(`http://127.0.0.1:${port}/status`)).rejects.toThrow();
+  });
+});
