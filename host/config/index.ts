@@ -7,6 +7,7 @@ export {
   parseConfig,
   readSecurityKey,
   securityKeyOf,
+  securityKeysOf,
   selectManager,
   storeTimersOf,
   vipBackends,

@@ -159,8 +159,10 @@ function validate(doc: RawDocument, raw: unknown = doc.raw): WasmlbConfig {
   const result = configSchema.safeParse(raw);
   if (!result.success) throw new ConfigError('CONFIG_INVALID', issuesOf(result.error, raw, doc.file, doc.root, doc.lines));
   const config = result.data;
-  if (config.security?.keyFile !== undefined) {
-    config.security = { ...config.security, keyFile: path.resolve(doc.baseDir, config.security.keyFile) };
+  const sec = config.security;
+  if (sec) {
+    const resolve = <T extends { keyFile?: string | undefined }>(k: T): T => (k.keyFile === undefined ? k : { ...k, keyFile: path.resolve(doc.baseDir, k.keyFile) });
+    config.security = { ...resolve(sec), accept: sec.accept.map(resolve) };
   }
   return config;
 }
@@ -324,30 +326,44 @@ export function vipSpecOf(vip: VipConfig): VipSpec {
   return { proto: vipProtocol(vip), ip: ipv4ToInt(vip.address), port: vip.port, backends: vipBackends(vip) };
 }
 
-/** The shared key bytes: from `key` (hex) or the hex text in `keyFile`. */
-export function readSecurityKey(security: SecurityConfig): Buffer {
-  if (security.key !== undefined) return Buffer.from(security.key, 'hex');
-  const file = security.keyFile ?? '';
+/** Key bytes: from `key` (hex) or the hex text in `keyFile`; `keyPath` names the key in errors. */
+function readKey(k: { key?: string | undefined; keyFile?: string | undefined }, keyPath: string): Buffer {
+  if (k.key !== undefined) return Buffer.from(k.key, 'hex');
+  const file = k.keyFile ?? '';
   let text: string;
   try {
     text = readFileSync(file, 'utf8').trim();
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
-    throw new ConfigError('CONFIG_READ', [{ file, line: undefined, keyPath: 'security.keyFile', message: `cannot read key: ${reason}` }]);
+    throw new ConfigError('CONFIG_READ', [{ file, line: undefined, keyPath, message: `cannot read key: ${reason}` }]);
   }
   if (!/^(?:[0-9a-fA-F]{2}){16,}$/.test(text)) {
-    throw new ConfigError('CONFIG_INVALID', [{ file, line: 1, keyPath: 'security.keyFile', message: 'expected at least 16 bytes as hex digits' }]);
+    throw new ConfigError('CONFIG_INVALID', [{ file, line: 1, keyPath, message: 'expected at least 16 bytes as hex digits' }]);
   }
   return Buffer.from(text, 'hex');
 }
 
+/** The shared key bytes of the send key: from `key` (hex) or the hex text in `keyFile`. */
+export function readSecurityKey(security: SecurityConfig): Buffer {
+  return readKey(security, 'security.keyFile');
+}
+
 export type { BalancerName };
 
-/** The protocol's key from the security section (algorithm md5 is the protocol's keyed-md5). */
+/** The protocol's send key from the security section (algorithm md5 is the protocol's keyed-md5). */
 export function securityKeyOf(security: SecurityConfig): SecurityKey {
   return {
     id: security.keyId,
     secret: readSecurityKey(security),
     algorithm: security.algorithm === 'md5' ? 'keyed-md5' : 'hmac-sha256',
   };
+}
+
+/** Every key the section accepts: the send key first, then `accept` (one algorithm for all). */
+export function securityKeysOf(security: SecurityConfig): SecurityKey[] {
+  const algorithm = security.algorithm === 'md5' ? 'keyed-md5' : 'hmac-sha256';
+  return [
+    securityKeyOf(security),
+    ...security.accept.map((a, i): SecurityKey => ({ id: a.keyId, secret: readKey(a, `security.accept[${i}].keyFile`), algorithm })),
+  ];
 }

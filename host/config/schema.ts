@@ -276,25 +276,46 @@ export const vipSchema = z
 // ---------------------------------------------------------------------------------------------
 // Security
 
+/** The key bytes in hex (at least 16 bytes); a custom check, so the error never echoes the key. */
+const hexKey = z
+  .string({ error: 'expected a hex string' })
+  .refine((k) => /^(?:[0-9a-fA-F]{2}){16,}$/.test(k), { error: 'expected at least 16 bytes as hex digits' });
+
+function exactlyOneKey(s: { key?: string | undefined; keyFile?: string | undefined }, ctx: z.RefinementCtx): void {
+  if (s.key === undefined && s.keyFile === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'needs key or keyFile' });
+  if (s.key !== undefined && s.keyFile !== undefined) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'give key or keyFile, not both' });
+}
+
+/** A key accepted besides the one sent with: the other key of a roll. */
+const acceptedKeySchema = z
+  .strictObject({
+    keyId: int(0, 65535),
+    key: hexKey.optional(),
+    keyFile: z.string({ error: 'expected a file path' }).min(1).optional(),
+  })
+  .superRefine(exactlyOneKey);
+
 export const securitySchema = z
   .strictObject({
     algorithm: z.enum(['hmac-sha256', 'md5'], { error: 'expected hmac-sha256 or md5' }).default('hmac-sha256'),
-    /** Carried in every message's security segment (u16) so keys can roll. */
+    /** Id of the key messages are sent with, carried in every message's security segment (u16). */
     keyId: int(0, 65535).default(1),
     /** The shared key in hex (at least 16 bytes). Exactly one of key and keyFile. */
-    key: z
-      .string({ error: 'expected a hex string' })
-      // A custom check, so the error never echoes the key.
-      .refine((k) => /^(?:[0-9a-fA-F]{2}){16,}$/.test(k), { error: 'expected at least 16 bytes as hex digits' })
-      .optional(),
+    key: hexKey.optional(),
     /** A file holding the key in hex; relative paths are relative to the config file. */
     keyFile: z.string({ error: 'expected a file path' }).min(1).optional(),
+    /** More keys accepted on receipt, never sent with (rolling a key: see docs/operations.md). */
+    accept: z.array(acceptedKeySchema).default([]),
     /** Reject unauthenticated messages (else accept them and count them). */
     require: z.boolean({ error: 'expected true or false' }).default(true),
   })
   .superRefine((s, ctx) => {
-    if (s.key === undefined && s.keyFile === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'needs key or keyFile' });
-    if (s.key !== undefined && s.keyFile !== undefined) ctx.addIssue({ code: 'custom', path: ['keyFile'], message: 'give key or keyFile, not both' });
+    exactlyOneKey(s, ctx);
+    const ids = new Set([s.keyId]);
+    s.accept.forEach((a, i) => {
+      if (ids.has(a.keyId)) ctx.addIssue({ code: 'custom', path: ['accept', i, 'keyId'], message: `key id ${a.keyId} given twice` });
+      ids.add(a.keyId);
+    });
   });
 
 // ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Keyring, SecurityVerifier, type SecurityCounters } from '../protocol/index.ts';
 import { buildInfo, controlMetrics, createRegistry, managerMetrics, securityRejections, type ManagerMetrics, type ManagerSnapshot } from '../ops/metrics.ts';
 import { managerStatus, startStatusServer, type StatusServer } from '../ops/status.ts';
-import { readSecurityKey, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
+import { securityKeysOf, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
 import { controlEvents, createLogger, type LogLevel } from '../ops/log.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
@@ -36,7 +36,8 @@ export function configPeers(config: WasmlbConfig, self: ManagerConfig): Endpoint
 export function securityOf(config: WasmlbConfig): { keyring?: Keyring; verifier?: SecurityVerifier } {
   const s = config.security;
   if (!s) return {};
-  const keyring = new Keyring([{ id: s.keyId, secret: readSecurityKey(s), algorithm: s.algorithm === 'md5' ? 'keyed-md5' : 'hmac-sha256' }]);
+  // the send key and every accepted one (a key roll); messages are signed with keyId's
+  const keyring = new Keyring(securityKeysOf(s), s.keyId);
   return { keyring, verifier: new SecurityVerifier({ keyring, required: s.require }) };
 }
 

@@ -13,6 +13,7 @@ import {
   parseSize,
   readSecurityKey,
   securityKeyOf,
+  securityKeysOf,
   selectManager,
   storeTimersOf,
   vipBackends,
@@ -175,6 +176,24 @@ describe('errors name the file, the line and the key', () => {
     expect(e2.message.split('\n')).toEqual([
       'lb.yaml:9: security.key: expected at least 16 bytes as hex digits',
       'lb.yaml:10: security.algorithm: expected hmac-sha256 or md5, got "sha1"',
+    ]);
+  });
+  it('security.accept: more keys accepted, files relative to the config, ids unique', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'wasmlb-keys-'));
+    writeFileSync(path.join(dir, 'new.hex'), 'b2'.repeat(32) + '\n');
+    const yaml = `${BASE}security:\n  keyId: 1\n  key: ${'a1'.repeat(16)}\n  accept:\n    - { keyId: 2, keyFile: new.hex }\n`;
+    writeFileSync(path.join(dir, 'lb.yaml'), yaml);
+    const c = loadConfig(path.join(dir, 'lb.yaml'));
+    expect(c.security!.accept[0]!.keyFile).toBe(path.join(dir, 'new.hex'));
+    const keys = securityKeysOf(c.security!);
+    expect(keys.map((k) => [k.id, Buffer.from(k.secret).toString('hex').slice(0, 4), k.algorithm])).toEqual([
+      [1, 'a1a1', 'hmac-sha256'],
+      [2, 'b2b2', 'hmac-sha256'],
+    ]);
+    const e = errorOf(() => parseConfig(`${BASE}security:\n  keyId: 3\n  key: ${'a1'.repeat(16)}\n  accept:\n    - { keyId: 3, key: ${'b2'.repeat(16)} }\n    - { keyId: 4 }\n`, 'lb.yaml'));
+    expect(e.message.split('\n')).toEqual([
+      'lb.yaml:12: security.accept[0].keyId: key id 3 given twice',
+      'lb.yaml:13: security.accept[1]: needs key or keyFile',
     ]);
   });
   it('YAML syntax errors name the line', () => {

@@ -5,7 +5,8 @@ import { ipToU32, Keyring } from '../../../host/protocol/index.ts';
 import { ServiceChannel } from '../../../host/transport/channel.ts';
 import { ControlSocket } from '../../../host/transport/udp.ts';
 import { killAll } from '../../support/process.ts';
-import { KEY, primaryBackupSetup, sleep, startManager, statsWhere, VIP, VIP_PORT } from './harness.ts';
+import { parseConfig } from '../../../host/config/index.ts';
+import { ConfigFile, failoverConfig, KEY, openFlows, primaryBackupSetup, sleep, startManager, statsWhere, TestAgent, VIP, VIP_PORT } from './harness.ts';
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -76,5 +77,25 @@ describe('failover: security', () => {
     socket3.flush();
     const s3 = await statsWhere(b, (e) => (e.security?.unauthenticated ?? 0) + ((e['refusedByCode'] as Record<string, number>)['UNAUTHENTICATED'] ?? 0) >= 1);
     expect(s3.flows).toBe(base);
+  });
+});
+
+describe('failover: rolling the key', () => {
+  it('processes that send with different keys work together while each accepts the other\'s (security.accept)', async () => {
+    const NEW_KEY = 'a1'.repeat(32);
+    const base = JSON.parse(failoverConfig([{ identity: 'mgr-a', role: 'primary' }]).text) as Record<string, unknown>;
+    // mid-roll: the manager still sends with key 1 and accepts key 2; the agent already sends with 2
+    const managerSide = { ...base, security: { keyId: 1, key: KEY, accept: [{ keyId: 2, key: NEW_KEY }] } };
+    const agentSide = { ...base, security: { keyId: 2, key: NEW_KEY, accept: [{ keyId: 1, key: KEY }] } };
+    const cfg = new ConfigFile(JSON.stringify(managerSide));
+    const agent = await TestAgent.open(parseConfig(JSON.stringify(agentSide)));
+    cleanups.push(() => agent.close(), () => cfg.cleanup());
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    const flows = await openFlows(agent, '10.4', 20);
+    for (const k of flows) expect(agent.flows.get(k)!.backends.length).toBe(1);
+    const s = await statsWhere(a, (e) => e.flows === 20);
+    expect(s.security?.accepted).toBeGreaterThan(0);
+    expect(s.security?.wrongKey).toBe(0);
+    expect(agent.channel.stats.refusedByCode['WRONG_KEY'] ?? 0).toBe(0);
   });
 });
