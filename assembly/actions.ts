@@ -8,6 +8,7 @@ import { csumApply, delta16, delta32 } from './checksum';
 import { swap32 } from './bytes';
 import { INFO_SIZE, INFO_SLOTS, I_ADDR, I_BYTES, I_PACKETS, I_USED, infoBase } from './layout';
 
+export const PROTO_ICMP: u32 = 1;
 export const PROTO_TCP: u32 = 6;
 export const PROTO_UDP: u32 = 17;
 

@@ -25,9 +25,9 @@ import {
   X_SEQ_INIT, X_SRC_ADDR, X_SRC_PORT, advertisedCount, descBase, extBase, fixedBase, patternCount, pktBase,
   wcBase, wcSearchFirst, fixedSlots, fixedMaxDisp, fixedCount,
 } from './layout';
-import { KEY1_LIVE, KEY1_LIVE_MASK, NO_SLOT, fixedProbe, isExpired } from './fixed';
+import { KEY1_LIVE, KEY1_LIVE_MASK, NO_SLOT, fixedFind, fixedProbe, isExpired } from './fixed';
 import { advertised, wcLookup } from './wildcard';
-import { PROTO_TCP, PROTO_UDP, applyNat, applySeqAdjust, infoCount } from './actions';
+import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, applyNat, applySeqAdjust, infoCount } from './actions';
 
 const BIT_DATA: u32 = 1 << 6;
 const BIT_FIRST_DATA: u32 = 1 << 7;
@@ -148,6 +148,8 @@ const SCRATCH_SIZE: u32 = 32;
 const SCRATCH: usize = memory.data(256 * SCRATCH_SIZE, 64);
 const S_OK: u32 = 1 << 9;
 const S_L4OK: u32 = 1 << 8;
+/** An ICMP error quoting a TCP/UDP packet (instead of S_OK): handled after pass 2 by icmpError. */
+const S_ICMP_ERROR: u32 = 1 << 10;
 /** Packets per prefetch-then-lookup chunk of pass 2. */
 const CHUNK: u32 = 64;
 /** Sink for the prefetching loads (keeps them from being optimised away). */
@@ -231,6 +233,146 @@ function fixedGeneral(d: usize, s: usize, e: usize, i: u32, bits: u32, now: u32)
   }
 }
 
+/**
+ * True when the ICMP message at `icmp` is an error (destination unreachable, source quench, time
+ * exceeded, parameter problem) that quotes an IPv4 header and the first 8 bytes of a TCP/UDP packet
+ * (not a later fragment) inside the `room` bytes after the outer header.
+ */
+function icmpErrorQuotesFlow(icmp: usize, room: u32): bool {
+  if (room < 8 + 20 + 8) return false;
+  const type = <u32>load<u8>(icmp);
+  if (type != 3 && type != 4 && type != 11 && type != 12) return false;
+  const v = <u32>load<u8>(icmp, 8);
+  const iihl = (v & 15) << 2;
+  if ((v >>> 4) != 4 || iihl < 20 || iihl + 16 > room) return false;
+  const iproto = <u32>load<u8>(icmp, 8 + 9);
+  if (iproto != PROTO_TCP && iproto != PROTO_UDP) return false;
+  return (swap16(<u32>load<u16>(icmp, 8 + 6)) & 0x1fff) == 0;
+}
+
+/**
+ * An ICMP error about a flow with a fixed affinity (RFC 5508): the quoted packet went the other way, so
+ * the affinity's key is the quoted header reversed. Its NAT is applied as the flow's packets see it:
+ * destination NAT rewrites the quoted source (and the outer destination where it is the VIP), source NAT
+ * the quoted destination (and the outer source where it is the real server); the quoted IP checksum, the
+ * quoted TCP/UDP checksum when quoted, the ICMP checksum and the outer checksum follow incrementally.
+ * Dispatch gives the next hop; a drop action drops. No fixed affinity: the usual wildcard path.
+ */
+function icmpError(d: usize, s: usize, now: u32): void {
+  const st = load<u32>(s, 12);
+  const p = <usize>load<u32>(s, 16);
+  const tot = load<u32>(s, 8) >>> 16;
+  const icmp = p + <usize>((st >>> 16) & 0xff);
+  const inner = icmp + 8;
+  const il4 = inner + (<usize>(load<u8>(inner) & 15) << 2);
+  const iproto = <u32>load<u8>(inner, 9);
+  const iSrc = load<u32>(inner, 12);
+  const iDst = load<u32>(inner, 16);
+  const iPorts = load<u32>(il4); // quoted source port (low half), destination port (high half), raw
+  const k0 = <u64>iDst | (<u64>iSrc << 32);
+  const k1 = <u64>rotr<u32>(iPorts, 16) | (<u64>iproto << 32);
+  const e = fixedFind(k0, k1, hashKey(k0, k1), now);
+  if (e == 0) {
+    notFixed(d, s, now);
+    return;
+  }
+  clearOut(d);
+  const actions = <u32>load<u16>(e, F_ACTIONS);
+  if ((FEATURES & CAP_DROP) && (actions & ACT_DROP)) {
+    drop(d, R_ACTION, Counter.DROP_ACTION);
+    return;
+  }
+  const prim = load<u32>(e, F_NAT_ADDR);
+  const primPort = <u32>load<u16>(e, F_NAT_PORT);
+  const x = load<u32>(e, F_EXT);
+  const xe: usize = x != 0 ? extBase + <usize>(x - 1) * EXT_SIZE : 0;
+  const both = (actions & ACT_NAT_SRC) != 0 && (actions & ACT_NAT_DST) != 0;
+  const sAddr = both && xe != 0 ? load<u32>(xe, X_SRC_ADDR) : prim;
+  const sPort = both && xe != 0 ? <u32>load<u16>(xe, X_SRC_PORT) : primPort;
+  let accOuter: u32 = 0;
+  let accAddr: u32 = 0; //  quoted addresses: quoted IP header and pseudo-header
+  let accPorts: u32 = 0;
+  let outer = false;
+  let addrs = false;
+  let rewritten = false;
+  if (FEATURES & CAP_NAT) {
+    if (actions & ACT_NAT_DST_ADDR) {
+      accAddr += delta32(iSrc, prim);
+      store<u32>(inner, prim, 12);
+      addrs = true;
+      if (load<u32>(p, 16) == iSrc) {
+        accOuter += delta32(iSrc, prim);
+        store<u32>(p, prim, 16);
+        outer = true;
+      }
+    }
+    if (actions & ACT_NAT_DST_PORT) {
+      accPorts += delta16(iPorts & 0xffff, primPort);
+      store<u16>(il4, <u16>primPort);
+      rewritten = true;
+    }
+    if (actions & ACT_NAT_SRC_ADDR) {
+      accAddr += delta32(iDst, sAddr);
+      store<u32>(inner, sAddr, 16);
+      addrs = true;
+      if (load<u32>(p, 12) == iDst) {
+        accOuter += delta32(iDst, sAddr);
+        store<u32>(p, sAddr, 12);
+        outer = true;
+      }
+    }
+    if (actions & ACT_NAT_SRC_PORT) {
+      accPorts += delta16(iPorts >>> 16, sPort);
+      store<u16>(il4, <u16>sPort, 2);
+      rewritten = true;
+    }
+  }
+  if (addrs || rewritten) {
+    let accIcmp = accAddr + accPorts;
+    if (addrs) {
+      const o = <u32>load<u16>(inner, 10);
+      const n = csumApply(o, accAddr);
+      store<u16>(inner, <u16>n, 10);
+      accIcmp += delta16(o, n);
+    }
+    // the quoted TCP/UDP checksum, where quoted (TCP's sits 16 bytes in: past the 8 an error must quote)
+    if (iproto == PROTO_TCP) {
+      if (il4 + 18 <= p + <usize>tot) {
+        const o = <u32>load<u16>(il4, 16);
+        const n = csumApply(o, accAddr + accPorts);
+        store<u16>(il4, <u16>n, 16);
+        accIcmp += delta16(o, n);
+      }
+    } else {
+      const o = <u32>load<u16>(il4, 6);
+      if (o != 0) {
+        let n = csumApply(o, accAddr + accPorts);
+        if (n == 0) n = 0xffff;
+        store<u16>(il4, <u16>n, 6);
+        accIcmp += delta16(o, n);
+      }
+    }
+    store<u16>(icmp, <u16>csumApply(<u32>load<u16>(icmp, 2), accIcmp), 2);
+    if (outer) store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), accOuter), 10);
+    rewritten = true;
+  }
+  const fo: u32 = DOUT_FIXED | (rewritten ? DOUT_REWRITTEN : 0);
+  store<u16>(d, <u16>fo, D_FLAGS_OUT);
+  store<u32>(d, <u32>((e - fixedBase) / FIXED_SIZE), D_AFFINITY);
+  store<u16>(d, load<u16>(e, F_OWNER), D_OWNER);
+  if ((FEATURES & CAP_DISPATCH) && (actions & ACT_DISPATCH)) {
+    const fwd = (actions & ACT_NAT_ANY) && xe != 0 ? load<u32>(xe, X_FORWARD_IP) : prim;
+    if (fwd == 0) {
+      drop(d, R_DISPATCH_ZERO, Counter.DROP_DISPATCH_ZERO);
+      return;
+    }
+    store<u32>(d, swap32(fwd), D_NEXT_HOP);
+  }
+  store<u8>(d, V_FORWARD, D_VERDICT);
+  bump(Counter.ICMP_TRANSLATED);
+  bump(Counter.FORWARDED);
+}
+
 /** No live fixed affinity: the wildcards (by precedence), else a miss (dropped when advertised). */
 function notFixed(d: usize, s: usize, now: u32): void {
   const st = load<u32>(s, 12);
@@ -278,6 +420,7 @@ export function processBatch(count: u32, now: u32): void {
   let nBytes: u64 = 0;
   let nInline: u64 = 0; // fixed hits forwarded in line (fixedGeneral counts its own)
   let nNat: u64 = 0;
+  let nIcmpErrors: u32 = 0;
   let s = SCRATCH;
   for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
     store<u32>(s, 0, 12);
@@ -344,6 +487,7 @@ export function processBatch(count: u32, now: u32): void {
     let ports: u32 = 0;
     let doff: u32 = 0;
     let l4ok: u32 = 0;
+    let kind = S_OK;
     if (fragOff == 0 && proto == PROTO_TCP) {
       if (ihl + 20 > tot) {
         dropMalformed(d, R_L4_HEADER, Counter.MALFORMED_L4_HEADER);
@@ -368,11 +512,14 @@ export function processBatch(count: u32, now: u32): void {
       l4ok = S_L4OK;
     } else if (proto == PROTO_TCP || proto == PROTO_UDP) {
       if (tot > ihl) bits |= BIT_DATA; // a non-first fragment carries data, no ports
+    } else if (fragOff == 0 && proto == PROTO_ICMP && !(fragw & 0x2000) && icmpErrorQuotesFlow(l4, tot - ihl)) {
+      kind = S_ICMP_ERROR;
+      nIcmpErrors++;
     }
     store<u32>(s, reduce(hashKey(load<u64>(p, 12), <u64>ports | (<u64>proto << 32)), slots));
     store<u32>(s, ports, 4);
     store<u32>(s, bits | (tot << 16), 8);
-    store<u32>(s, doff | l4ok | S_OK | (ihl << 16) | (proto << 24), 12);
+    store<u32>(s, doff | l4ok | kind | (ihl << 16) | (proto << 24), 12);
     store<u32>(s, <u32>p, 16);
   }
   const bound = fixedMaxDisp;
@@ -492,6 +639,13 @@ export function processBatch(count: u32, now: u32): void {
       store<u64>(e, w32 + (<u64>1 << 32), F_EXT); //     packets + 1 (the extension index is 0 here)
       store<u64>(e, load<u64>(e, F_BYTES) + tot, F_BYTES);
       nInline++;
+    }
+  }
+  // ICMP errors quoting a flow: rare, so out of the chunks' way
+  if (nIcmpErrors != 0) {
+    s = SCRATCH;
+    for (let d = dBase; d < end; d += DESC_SIZE, s += SCRATCH_SIZE) {
+      if (load<u32>(s, 12) & S_ICMP_ERROR) icmpError(d, s, now);
     }
   }
   bumpBy(Counter.PACKETS, <u64>count);

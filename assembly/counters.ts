@@ -48,7 +48,8 @@ export const enum Counter {
   ADVERTISED_PREFIXES = 42,
   INFO_TABLE_FULL = 43,
   FIXED_MAX_DISPLACEMENT = 44,
-  COUNT = 45,
+  ICMP_TRANSLATED = 45,
+  COUNT = 46,
 }
 
 /** Flat u64 array in static memory: its address is a constant, so `bump(C)` compiles to one load/add/store

@@ -47,6 +47,7 @@ export const COUNTER_NAMES = [
   'ADVERTISED_PREFIXES',
   'INFO_TABLE_FULL',
   'FIXED_MAX_DISPLACEMENT',
+  'ICMP_TRANSLATED',
 ] as const;
 
 export type CounterName = (typeof COUNTER_NAMES)[number];

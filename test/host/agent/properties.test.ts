@@ -1,12 +1,13 @@
 // Property tests (fast-check, >= 10,000 cases each):
 // - after any NAT or sequence adjust, a full RFC 1071 recompute equals the incrementally updated IP and
 //   TCP/UDP checksums, and the rewritten fields hold the asked values;
-// - random and mutated bytes never trap and never change bytes outside their packet.
+// - an ICMP error about a NATed flow: quoted header translated, every checksum equal to a full recompute;
+// - random and mutated bytes (ICMP errors among them) never trap and never change bytes outside their packet.
 
 import { beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { ForwardingFirmware, InterestBit, type Verdict } from '../../../host/agent/wasm.ts';
-import { TCP, UDP, buildPacket, get16, get32, ipChecksumOf, l4ChecksumOf, type PacketSpec } from './packets.ts';
+import { ICMP, TCP, UDP, buildPacket, get16, get32, ipChecksumOf, l4ChecksumOf, rfc1071, type PacketSpec } from './packets.ts';
 import { NOW, catchAll, loadSmall } from './helpers.ts';
 
 const RUNS = 10_000;
@@ -77,6 +78,58 @@ describe('checksum properties', () => {
     expect(n).toBe(RUNS);
   });
 
+  it('ICMP errors: the quoted header translated as its flow, every checksum equal to a full recompute', () => {
+    let n = 0;
+    fc.assert(
+      fc.property(
+        packetSpec,
+        natSpec,
+        fc.integer({ min: 0, max: 200 }),
+        fc.record({ fromServer: fc.boolean(), toVip: fc.boolean(), other: u32 }),
+        (q, nat, cut, outer) => {
+          // the quoted packet went against the flow: its affinity's key is the quote reversed
+          const key = { proto: q.proto, saddr: q.daddr, daddr: q.saddr, sport: q.dport!, dport: q.sport! };
+          expect(fw.installFixed({ ...key, ttlSec: 60, owner: 1, ...nat }, NOW)).toBe(0);
+          const quotedIn = buildPacket(q);
+          const iihl = (quotedIn[0]! & 15) * 4;
+          const quote = quotedIn.subarray(0, Math.min(quotedIn.length, iihl + 8 + cut));
+          const from = outer.fromServer ? q.daddr : outer.other;
+          const to = outer.toVip ? q.saddr : (outer.other ^ 1) >>> 0;
+          const body = new Uint8Array(8 + quote.length);
+          body[0] = 3;
+          body[1] = 4;
+          body.set(quote, 8);
+          const input = buildPacket({ proto: ICMP, saddr: from, daddr: to, payload: body });
+          fw.writePacket(0, input);
+          fw.process(1, NOW);
+          const out = fw.packet(0).slice();
+          expect(fw.verdict(0)).toMatchObject({ verdict: 'FORWARD', fixedHit: true });
+          expect(get16(out, 10)).toBe(ipChecksumOf(out));
+          expect(get32(out, 12)).toBe(from === q.daddr && nat.natSrcAddr !== undefined ? nat.natSrcAddr : from);
+          expect(get32(out, 16)).toBe(to === q.saddr && nat.natDstAddr !== undefined ? nat.natDstAddr : to);
+          const icmp = out.subarray(20);
+          expect(rfc1071(icmp)).toBe(0);
+          const quoted = icmp.subarray(8);
+          expect(get16(quoted, 10)).toBe(ipChecksumOf(quoted));
+          expect(get32(quoted, 12)).toBe(nat.natDstAddr ?? q.saddr);
+          expect(get32(quoted, 16)).toBe(nat.natSrcAddr ?? q.daddr);
+          expect(get16(quoted, iihl)).toBe(nat.natDstPort ?? q.sport);
+          expect(get16(quoted, iihl + 2)).toBe(nat.natSrcPort ?? q.dport);
+          if (quote.length === quotedIn.length) {
+            // the whole datagram quoted: its transport checksum is checkable too
+            const at = iihl + (q.proto === TCP ? 16 : 6);
+            if (q.proto === UDP && q.udpNoChecksum) expect(get16(quoted, at)).toBe(0);
+            else expect(get16(quoted, at)).toBe(l4ChecksumOf(quoted));
+          }
+          expect(fw.deleteFixed(key)).toBe(0);
+          n++;
+        },
+      ),
+      { numRuns: RUNS, seed: 5 },
+    );
+    expect(n).toBe(RUNS);
+  });
+
   it('sequence adjust: serial arithmetic on seq/ack/SACK edges, checksum equals a full recompute', () => {
     const adjust = (v: number, init: number, delta: number): number => (((v - init) | 0) >= 0 ? (v + delta) >>> 0 : v);
     let n = 0;
@@ -136,7 +189,15 @@ describe('robustness', () => {
     for (const [i, v] of muts) if (b.length) b[i % b.length] = v;
     return b;
   });
-  const anyPacket = fc.oneof(bytes(120), mutated, mutated);
+  // an ICMP error quoting the reply direction of that flow (translated through its affinity), mutated
+  const reply = buildPacket({ proto: TCP, saddr: 0x05060708, daddr: 0x01020304, sport: 80, dport: 1000, payload: new Uint8Array(8) });
+  const icmpBase = buildPacket({ proto: ICMP, saddr: 0x09090909, daddr: 0x05060708, payload: Uint8Array.from([3, 4, 0, 0, 0, 0, 5, 120, ...reply]) });
+  const mutatedIcmp = fc.tuple(fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.integer({ min: 0, max: icmpBase.length + 8 })).map(([muts, cut]) => {
+    const b = icmpBase.slice(0, Math.min(cut, icmpBase.length));
+    for (const [i, v] of muts) if (b.length) b[i % b.length] = v;
+    return b;
+  });
+  const anyPacket = fc.oneof(bytes(120), mutated, mutated, mutatedIcmp);
 
   it('never traps and never writes outside a packet', () => {
     const region = fw.packets;
