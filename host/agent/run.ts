@@ -439,7 +439,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const handles: QueueHandle[] = [];
   try {
     netconf(
-      runCommands(tunSetupCommands({ device: device.name, addresses: opts.addresses, routes: opts.routes, disableIpv6: true }), { dryRun: !opts.setup }),
+      runCommands(tunSetupCommands({ device: device.name, addresses: opts.addresses, routes: opts.routes, disableIpv6: true, acceptLocal: true }), { dryRun: !opts.setup }),
       `device ${device.name}`,
     );
     // A VIP is routed into the device only while every queue holds its wildcard: the kernel hashes flows

@@ -33,6 +33,12 @@ export interface TunSetupPlan {
   mtu?: number;
   /** Turn off IPv6 on the device, so router solicitations and MLD do not reach the agent. */
   disableIpv6?: boolean;
+  /**
+   * Accept packets from the device whose source is one of this host's addresses: an ICMP error this
+   * host sends about VIP traffic (e.g. "fragmentation needed" towards the VIP) goes through the agent,
+   * which translates it for the real server, and comes back with that source (else a martian).
+   */
+  acceptLocal?: boolean;
 }
 
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -45,6 +51,9 @@ export function tunSetupCommands(plan: TunSetupPlan): Command[] {
   const cmds: Command[] = [];
   if (plan.disableIpv6) {
     cmds.push([...netnsExec(plan.netns), 'sysctl', '-qw', `net.ipv6.conf.${plan.device}.disable_ipv6=1`]);
+  }
+  if (plan.acceptLocal) {
+    cmds.push([...netnsExec(plan.netns), 'sysctl', '-qw', `net.ipv4.conf.${plan.device}.accept_local=1`]);
   }
   if (plan.mtu !== undefined) {
     if (!Number.isInteger(plan.mtu) || plan.mtu < 68 || plan.mtu > 65535) {

@@ -164,6 +164,27 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     await agent.waitForEvent('takeover', 5000);
   });
 
+  it('path MTU discovery through the VIP: the router\'s "fragmentation needed" reaches the real server translated', async () => {
+    // The router's client-side link carries 1200 bytes; the client's own end says 1500 (MSS 1460), so the
+    // servers' full-size segments (DF) stop at the router, whose kernel sends "fragmentation needed" to
+    // their source as the client sees it: the VIP, routed into the TUN. The agent translates it for the
+    // real server (outer destination, quoted source and checksums) and writes it back into the TUN with
+    // the router's own source (accepted: --setup sets accept_local on the device); untranslated, it would
+    // never reach a server that could act on it and the download would stall.
+    const link = (mtu: number): void => void spawnSync('ip', ['-n', topo.netns.router, 'link', 'set', 'dev', 'c0', 'mtu', String(mtu)]);
+    link(1200);
+    try {
+      const big = await client.get(`${base()}/big`, { timeoutMs: 30_000 }).result;
+      expect(big).toMatchObject({ ok: true, bytes: BIG_FILE_BYTES });
+      expect(big.ok && big.sha256).toBe(bigFileSha256(BIG_FILE_BYTES));
+      // the server that sent it learned the path MTU towards the client from the translated error
+      const learned = topo.backends.map((b) => spawnSync('ip', ['-n', b.netns, 'route', 'get', topo.client.address], { encoding: 'utf8' }).stdout);
+      expect(learned.some((r) => /\bmtu 1200\b/.test(r)), learned.join('\n')).toBe(true);
+    } finally {
+      link(1500);
+    }
+  });
+
   it('without --setup prints the ip commands (device, VIP route once a wildcard advertises it) and changes nothing; exits 1 when its device goes', async () => {
     // Unicast only: no multicast membership, and the managers were not told about this agent; it
     // announces itself to them (--manager) and so receives their wildcards.

@@ -451,9 +451,11 @@ describe('ip command plans (no device needed)', () => {
       routes: ['10.99.100.1/32'],
       mtu: 1500,
       disableIpv6: true,
+      acceptLocal: true,
     });
     expect(runCommands(cmds, { dryRun: true })).toEqual([
       'ip netns exec wlbt-router sysctl -qw net.ipv6.conf.wlb0.disable_ipv6=1',
+      'ip netns exec wlbt-router sysctl -qw net.ipv4.conf.wlb0.accept_local=1',
       'ip -n wlbt-router link set dev wlb0 mtu 1500',
       'ip -n wlbt-router addr replace 10.99.0.1/24 dev wlb0',
       'ip -n wlbt-router link set dev wlb0 up',
