@@ -55,8 +55,10 @@ export interface AgentOptions {
   resendOnTakeover?: boolean;
 }
 
-/** Packets kept for a resend after a takeover: at most this many flows, each for at most this long. */
+/** Packets kept for a resend after a takeover: at most this many flows and bytes (a flood of large first
+ *  packets must not grow the heap), each for at most this long. */
 const UNANSWERED_MAX = 4096;
+const UNANSWERED_MAX_BYTES = 4 << 20;
 const UNANSWERED_TTL_MS = 3000;
 
 interface Unanswered {
@@ -155,7 +157,8 @@ export class ForwardingAgent {
   private readonly resend: boolean;
   /** Packets handed to a manager and not answered by a fixed affinity yet, by key hash (oldest first;
    *  two flows with one hash keep the later: the resend is best effort). */
-  private readonly unanswered = new Map<number, Unanswered>();
+  private readonly unansweredByKey = new Map<number, Unanswered>();
+  private unansweredBytes = 0;
   /** The clock at the last tick: the age of unanswered packets needs no finer one. */
   private tickNow: number;
 
@@ -178,6 +181,11 @@ export class ForwardingAgent {
     this.mem = new Uint8Array(fw.memory.buffer);
     this.control.onMessage((m, from) => this.handleMessage(m, from));
     opts.multicast?.onMessage((m, from) => this.handleMessage(m, from));
+  }
+
+  /** Packets kept for a resend at a takeover (see AgentOptions.resendOnTakeover), and their bytes. */
+  get unanswered(): { packets: number; bytes: number } {
+    return { packets: this.unansweredByKey.size, bytes: this.unansweredBytes };
   }
 
   /** Owner index the firmware uses for a manager identity (interned on first sight). */
@@ -239,9 +247,9 @@ export class ForwardingAgent {
     this.tickNow = now;
     this.firmware.tick(now);
     // insertion order is age order (keepUnanswered re-inserts): stop at the first young one
-    for (const [flow, u] of this.unanswered) {
+    for (const [h, u] of this.unansweredByKey) {
       if (now - u.at < UNANSWERED_TTL_MS) break;
-      this.unanswered.delete(flow);
+      this.forgetUnanswered(h);
     }
     for (const p of this.hold.expire(now)) {
       this.stats.holdExpired++;
@@ -287,10 +295,19 @@ export class ForwardingAgent {
   /** A fixed affinity arrived: the packet kept for its flow (if any) was answered. */
   private forgetAnswered(a: WireFixed): void {
     const h = keyHash(a.protocol, a.srcAddr, a.srcPort, a.dstAddr, a.dstPort);
-    const k = this.unanswered.get(h)?.key;
+    const k = this.unansweredByKey.get(h)?.key;
     if (k && k.saddr === a.srcAddr && k.daddr === a.dstAddr && k.sport === a.srcPort && k.dport === a.dstPort && k.proto === a.protocol) {
-      this.unanswered.delete(h);
+      this.forgetUnanswered(h);
     }
+  }
+
+  private forgetUnanswered(h: number): Unanswered | undefined {
+    const u = this.unansweredByKey.get(h);
+    if (u) {
+      this.unansweredByKey.delete(h);
+      this.unansweredBytes -= u.bytes.length;
+    }
+    return u;
   }
 
   private keepUnanswered(i: number): void {
@@ -299,12 +316,17 @@ export class ForwardingAgent {
     const key = packetKey(bytes);
     if (!key) return;
     const h = keyHash(key.proto, key.saddr, key.sport, key.daddr, key.dport);
-    this.unanswered.delete(h);
-    if (this.unanswered.size >= UNANSWERED_MAX) this.unanswered.delete(this.unanswered.keys().next().value!);
+    this.forgetUnanswered(h);
+    if (bytes.length > UNANSWERED_MAX_BYTES) return;
+    // the oldest make room
+    while (this.unansweredByKey.size >= UNANSWERED_MAX || this.unansweredBytes + bytes.length > UNANSWERED_MAX_BYTES) {
+      this.forgetUnanswered(this.unansweredByKey.keys().next().value!);
+    }
     // a copy on the JS heap for the usual small first packet (V8 keeps typed arrays <= 64 B there)
     const copy = new Uint8Array(bytes.length);
     copy.set(bytes);
-    this.unanswered.set(h, { key, bytes: copy, owner: fw.owner(i), at: this.tickNow });
+    this.unansweredByKey.set(h, { key, bytes: copy, owner: fw.owner(i), at: this.tickNow });
+    this.unansweredBytes += copy.length;
   }
 
   private holdPacket(i: number, flags: number): void {
@@ -389,9 +411,9 @@ export class ForwardingAgent {
     // gone, so the packets now meet the new owner's wildcards.
     const again: Uint8Array[] = [];
     if (owner !== undefined) {
-      for (const [flow, u] of this.unanswered) {
+      for (const [h, u] of this.unansweredByKey) {
         if (u.owner !== owner) continue;
-        this.unanswered.delete(flow);
+        this.forgetUnanswered(h);
         again.push(u.bytes);
       }
     }
@@ -447,7 +469,7 @@ export class ForwardingAgent {
         }
       }
       if (status === Status.OK) {
-        if (this.unanswered.size > 0) this.forgetAnswered(e.affinity);
+        if (this.unansweredByKey.size > 0) this.forgetAnswered(e.affinity);
         this.onFixedInstalled?.(e);
         if (e.affinity.ttlMs === 0) this.stats.fixedDeleted++;
         else this.stats.fixedInstalled++;

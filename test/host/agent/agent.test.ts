@@ -131,6 +131,23 @@ describe('ForwardingAgent', () => {
     expect(backup.got.length).toBe(2);
   });
 
+  it('keeps at most 4096 unanswered packets and 4 MiB of them for a resend, the oldest giving way', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    mgr.ch.send(wildcard(mgr.ep), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 1, 'the wildcard');
+    const syns = (n: number, first: number, payload?: string): Uint8Array[] =>
+      Array.from({ length: n }, (_, i) => tcp(`10.20.${(first + i) >> 8}.${(first + i) & 255}`, 42000, VIP, 80, TCP_SYN, { payload }));
+    agent.send(...syns(5000, 0));
+    expect(agent.agent.unanswered.packets).toBe(4096);
+    // large first packets: the byte budget binds first (1440-byte packets: 2912 fit in 4 MiB)
+    const big = syns(4000, 6000, 'x'.repeat(1400));
+    agent.send(...big);
+    const kept = agent.agent.unanswered;
+    expect(kept.bytes).toBeLessThanOrEqual(4 << 20);
+    expect(kept.packets).toBe(Math.floor((4 << 20) / big[0]!.length));
+  });
+
   it('forwards IP packet only messages through the firmware', async () => {
     const agent = await startAgent();
     const mgr = await fakeManager();
