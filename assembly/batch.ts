@@ -276,6 +276,8 @@ function icmpError(d: usize, s: usize, now: u32): void {
     notFixed(d, s, now);
     return;
   }
+  // a fixed hit (counter and FIXED flag), but not a packet of the flow: its packets/bytes stay as they were
+  bump(Counter.FIXED_HITS);
   clearOut(d);
   const actions = <u32>load<u16>(e, F_ACTIONS);
   if ((FEATURES & CAP_DROP) && (actions & ACT_DROP)) {

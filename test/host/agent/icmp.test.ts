@@ -50,6 +50,9 @@ describe('ICMP errors about a NATed flow', () => {
     expect(rfc1071(icmpOf(out))).toBe(0);
     expect(Buffer.from(quotedOf(out))).toEqual(Buffer.from(original.subarray(0, 40)));
     expect(fw.counter('ICMP_TRANSLATED')).toBe(1n);
+    expect(fw.counter('FIXED_HITS')).toBe(1n);
+    // not a packet of the flow: the affinity's own counters are untouched
+    expect(fw.lookupFixed({ proto: TCP, saddr: CLIENT, daddr: VIP, sport: 40000, dport: 80 }, NOW)).toMatchObject({ packets: 0, bytes: 0n });
   });
 
   it('from the servers\' side to the client: the quoted destination becomes the VIP, the outer source where it is the server (UDP checksum kept right)', async () => {
