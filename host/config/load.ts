@@ -361,9 +361,7 @@ export function securityKeyOf(security: SecurityConfig): SecurityKey {
 
 /** Every key the section accepts: the send key first, then `accept` (one algorithm for all). */
 export function securityKeysOf(security: SecurityConfig): SecurityKey[] {
-  const algorithm = security.algorithm === 'md5' ? 'keyed-md5' : 'hmac-sha256';
-  return [
-    securityKeyOf(security),
-    ...security.accept.map((a, i): SecurityKey => ({ id: a.keyId, secret: readKey(a, `security.accept[${i}].keyFile`), algorithm })),
-  ];
+  const send = securityKeyOf(security);
+  const accepted = security.accept.map((a, i): SecurityKey => ({ id: a.keyId, secret: readKey(a, `security.accept[${i}].keyFile`), algorithm: send.algorithm }));
+  return [send, ...accepted];
 }
