@@ -121,6 +121,8 @@ export interface QueueSnapshot {
   counters: Record<string, bigint>;
   capacities: { fixed: number; wildcards: number };
   heldPackets: number;
+  /** Packets kept for a resend at a takeover. */
+  unanswered: number;
   agent: AgentStats;
   tun: TunStats;
   pump: { batches: number; packets: number };
@@ -245,6 +247,7 @@ export class QueueAgent {
       counters: fw.counters(),
       capacities: { fixed: fw.capacities.fixed, wildcards: fw.capacities.wildcards },
       heldPackets: this.agent.hold.size,
+      unanswered: this.agent.unanswered.packets,
       agent: { ...this.agent.stats },
       tun: { ...this.opts.queue.stats },
       pump: { ...(this.pump?.stats ?? { batches: 0, packets: 0 }) },
@@ -518,7 +521,9 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       const first = all[0];
       const caps = first ? { fixed: first.capacities.fixed * all.length, wildcards: first.capacities.wildcards } : { fixed: 0, wildcards: 0 };
       const agent = all.reduce((a, s) => ({ overflow: a.overflow + s.agent.holdOverflow, expired: a.expired + s.agent.holdExpired }), { overflow: 0, expired: 0 });
-      return agentSnapshotFromFirmware(sum('counters'), caps, { heldPackets: held, drops: { hold_overflow: agent.overflow } });
+      const unansweredPackets = all.reduce((a, s) => a + s.unanswered, 0);
+      const resentAfterTakeover = all.reduce((a, s) => a + s.agent.resentAfterTakeover, 0);
+      return agentSnapshotFromFirmware(sum('counters'), caps, { heldPackets: held, unansweredPackets, resentAfterTakeover, drops: { hold_overflow: agent.overflow } });
     };
     agentMetrics(registry, snap);
     controlMetrics(registry, () => {

@@ -63,6 +63,9 @@ export interface AgentSnapshot {
   wildcardCapacity: number;
   /** Packets waiting in the host's hold queue for a manager's answer (optional). */
   heldPackets?: number;
+  /** Packets kept for a resend at a takeover, and packets run again at one (optional). */
+  unansweredPackets?: number;
+  resentAfterTakeover?: Count;
   /** Every monotonic firmware counter by name, exported raw (`wasmlb_agent_firmware_counter_total{counter}`). */
   counters?: Record<string, Count>;
   /** Every firmware gauge by name (occupancies…), exported raw (`wasmlb_agent_firmware_gauge{gauge}`). */
@@ -76,7 +79,8 @@ export interface AgentSnapshot {
  * wasmlb_agent_packets_total{verdict}, wasmlb_agent_bytes_total{verdict},
  * wasmlb_agent_drops_total{reason}, wasmlb_agent_table_hits_total{table}, wasmlb_agent_table_misses_total,
  * wasmlb_agent_table_full_total{table}, wasmlb_agent_table_entries{table}, wasmlb_agent_table_capacity{table},
- * wasmlb_agent_held_packets, wasmlb_agent_firmware_counter_total{counter}, wasmlb_agent_firmware_gauge{gauge}.
+ * wasmlb_agent_held_packets, wasmlb_agent_unanswered_packets, wasmlb_agent_resent_after_takeover_total,
+ * wasmlb_agent_firmware_counter_total{counter}, wasmlb_agent_firmware_gauge{gauge}.
  */
 export function agentMetrics(registry: Registry, read: () => AgentSnapshot): void {
   const snap = oncePerScrape(read);
@@ -123,6 +127,12 @@ export function agentMetrics(registry: Registry, read: () => AgentSnapshot): voi
   gaugeFrom(registry, 'wasmlb_agent_held_packets', 'Packets held while waiting for a manager (0 if not reported).', [], () => [
     [{}, snap().heldPackets ?? 0],
   ]);
+  gaugeFrom(registry, 'wasmlb_agent_unanswered_packets', 'Packets handed to a manager and not answered yet, kept for a resend at a takeover.', [], () => [
+    [{}, snap().unansweredPackets ?? 0],
+  ]);
+  counterFrom(registry, 'wasmlb_agent_resent_after_takeover_total', 'Packets a replaced manager never answered, run again at its takeover notice.', [], () => [
+    [{}, snap().resentAfterTakeover ?? 0],
+  ]);
   counterFrom(registry, 'wasmlb_agent_firmware_counter_total', 'Every firmware counter, raw, by its name.', ['counter'], () =>
     byLabel('counter', snap().counters),
   );
@@ -155,6 +165,8 @@ const FIRMWARE_GAUGES: ReadonlySet<string> = COUNTER_GAUGES;
 
 export interface AgentHostFigures {
   heldPackets?: number;
+  unansweredPackets?: number;
+  resentAfterTakeover?: Count;
   verdictBytes?: Record<string, Count>;
   /** Drops the host makes itself (e.g. `hold_overflow`, `hold_deadline`), added to the firmware's. */
   drops?: Record<string, Count>;
@@ -196,6 +208,8 @@ export function agentSnapshotFromFirmware(
     gauges,
   };
   if (host.heldPackets !== undefined) snap.heldPackets = host.heldPackets;
+  if (host.unansweredPackets !== undefined) snap.unansweredPackets = host.unansweredPackets;
+  if (host.resentAfterTakeover !== undefined) snap.resentAfterTakeover = host.resentAfterTakeover;
   if (host.verdictBytes !== undefined) snap.verdictBytes = host.verdictBytes;
   return snap;
 }

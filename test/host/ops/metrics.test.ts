@@ -42,6 +42,8 @@ describe('agentMetrics', () => {
       calls++;
       return agentSnapshotFromFirmware(firmwareCounters(scale), { fixed: 65536, wildcards: 1024 }, {
         heldPackets: 3,
+        unansweredPackets: 5,
+        resentAfterTakeover: 7,
         verdictBytes: { forward: 64_000n * scale },
         drops: { hold_overflow: 2 },
       });
@@ -72,6 +74,8 @@ describe('agentMetrics', () => {
     expect(v.get('wasmlb_agent_table_capacity{table="fixed"}')).toBe(65536);
     expect(v.get('wasmlb_agent_table_capacity{table="wildcard"}')).toBe(1024);
     expect(v.get('wasmlb_agent_held_packets')).toBe(3);
+    expect(v.get('wasmlb_agent_unanswered_packets')).toBe(5);
+    expect(v.get('wasmlb_agent_resent_after_takeover_total')).toBe(7);
     expect(v.get('wasmlb_agent_firmware_counter_total{counter="NAT_APPLIED"}')).toBe(value('NAT_APPLIED'));
     // Occupancies are gauges, not counters.
     expect(v.get('wasmlb_agent_firmware_gauge{gauge="FIXED_OCCUPANCY"}')).toBe(value('FIXED_OCCUPANCY'));
