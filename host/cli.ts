@@ -79,6 +79,7 @@ withCommonFlags(
     peers: flags.peer ?? (flags.control ? [] : undefined),
     statsIntervalMs: flags.statsInterval,
     logLevel: flags.logLevel,
+    reload: flags.config ? () => configFrom(flags) : undefined,
   });
 });
 

@@ -200,6 +200,26 @@ export class HealthMonitor {
     }));
   }
 
+  /**
+   * Replaces the targets (a reloaded backend list): those that stay (same id) keep their state and
+   * schedule, new ones start as at construction and are probed at once when running, gone ones stop.
+   */
+  setTargets(targets: readonly HealthTarget[]): void {
+    const keep = new Set(targets.map((t) => t.id));
+    for (const [id, state] of this.states) {
+      if (keep.has(id)) continue;
+      if (state.timer) clearTimeout(state.timer);
+      this.states.delete(id);
+    }
+    const healthy = this.options.initiallyHealthy ?? true;
+    for (const target of targets) {
+      if (this.states.has(target.id)) continue;
+      const state: TargetState = { target, healthy, successes: 0, failures: 0, lastReason: 'not checked', timer: null, inFlight: null };
+      this.states.set(target.id, state);
+      if (this.running && this.options.kind !== 'none') this.schedule(state, 0);
+    }
+  }
+
   /** Starts probing every target (the first probe at once). With kind "none", nothing runs. */
   start(): void {
     if (this.running || this.options.kind === 'none') return;
@@ -233,7 +253,10 @@ export class HealthMonitor {
       const started = Date.now();
       const run = this.probeAndRecord(state).then(() => {
         if (state.inFlight === run) state.inFlight = null;
-        if (this.running) this.schedule(state, Math.max(0, this.options.intervalMs - (Date.now() - started)));
+        // a target removed meanwhile (setTargets) is not probed again
+        if (this.running && this.states.get(state.target.id) === state) {
+          this.schedule(state, Math.max(0, this.options.intervalMs - (Date.now() - started)));
+        }
       });
       state.inFlight = run;
     }, delayMs);
@@ -251,6 +274,7 @@ export class HealthMonitor {
           ? await probeTcp(address, port, this.options.timeoutMs, signal)
           : ({ ok: true } as const);
     if (signal?.aborted && !this.running) return; // stopped while probing: no verdict
+    if (this.states.get(state.target.id) !== state) return; // removed while probing
     this.record(state, result);
   }
 

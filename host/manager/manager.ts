@@ -34,8 +34,16 @@ export interface Vip {
   readonly ip: number;
   readonly port: number;
   readonly balancer: Balancer;
-  readonly backends: readonly Backend[];
+  /** The current set (a reload replaces it: `reloadBackends`). */
+  backends: readonly Backend[];
   readonly health: HealthMonitor | null;
+}
+
+/** What a reload applied, and what it could not (those need a restart). */
+export interface ReloadResult {
+  /** VIPs (address:port) whose backend set changed. */
+  changed: string[];
+  restartNeeded: string[];
 }
 
 export interface ManagerOptions {
@@ -171,7 +179,7 @@ export class ServiceManager {
 
   /** Wildcards for every VIP: clients → VIP, and backends → clients for the return direction. */
   wildcardEntries(ttlMs: number): WildcardEntry[] {
-    const interest: Action = { kind: 'interest-criteria', addr: this.control.addr, port: this.control.port, mask: Interest.ALL, data: true, copy: false, hold: false };
+    const interest = this.wildcardInterest();
     const out: WildcardEntry[] = [];
     for (const v of this.vips) {
       for (const prefix of this.cfg.clientDomain) {
@@ -180,17 +188,68 @@ export class ServiceManager {
           affinity: { protocol: v.proto, srcAddr: net, srcMask: len, dstAddr: v.ip, dstMask: 0xffffffff, srcPort: 0, dstPort: v.port, flags: 0, ttlMs },
           actions: [interest],
         });
-        if (this.cfg.mode === 'nat') {
-          for (const b of v.backends) {
-            out.push({
-              affinity: { protocol: v.proto, srcAddr: b.ip, srcMask: 0xffffffff, dstAddr: net, dstMask: len, srcPort: b.port, dstPort: 0, flags: 0, ttlMs },
-              actions: [interest],
-            });
-          }
-        }
+      }
+      if (this.cfg.mode === 'nat') out.push(...this.returnWildcards(v.proto, v.backends, ttlMs, interest));
+    }
+    return out;
+  }
+
+  private wildcardInterest(): Action {
+    return { kind: 'interest-criteria', addr: this.control.addr, port: this.control.port, mask: Interest.ALL, data: true, copy: false, hold: false };
+  }
+
+  /** The return direction of NAT: each backend → the client domain. */
+  private returnWildcards(proto: number, backends: readonly Backend[], ttlMs: number, interest: Action): WildcardEntry[] {
+    const out: WildcardEntry[] = [];
+    for (const prefix of this.cfg.clientDomain) {
+      const [net, len] = parsePrefix(prefix);
+      for (const b of backends) {
+        out.push({
+          affinity: { protocol: proto, srcAddr: b.ip, srcMask: 0xffffffff, dstAddr: net, dstMask: len, srcPort: b.port, dstPort: 0, flags: 0, ttlMs },
+          actions: [interest],
+        });
       }
     }
     return out;
+  }
+
+  /**
+   * Applies the backend lists of a reloaded configuration to the running VIPs: new flows are balanced
+   * over the new set at once, flows already placed keep their backend (a removed backend drains: its
+   * fixed affinities live on until the flows end), health checks follow the set, and the agents get the
+   * return-direction wildcards of added backends (those of removed ones withdrawn). A VIP added or
+   * removed, and every other setting, need a restart: they are listed, not applied.
+   */
+  reloadBackends(vips: readonly VipConfig[]): ReloadResult {
+    const idOf = (proto: string, address: string, port: number): string => `${proto}/${address}:${port}`;
+    const fresh = new Map(vips.map((v) => [idOf(v.protocol, v.address, v.port), v]));
+    const result: ReloadResult = { changed: [], restartNeeded: [] };
+    const withdrawn: WildcardEntry[] = [];
+    for (const v of this.vips) {
+      const name = `${v.config.address}:${v.port}`;
+      const id = idOf(v.config.protocol, v.config.address, v.port);
+      const next = fresh.get(id);
+      fresh.delete(id);
+      if (!next) {
+        result.restartNeeded.push(`VIP ${name} removed`);
+        continue;
+      }
+      const backends = next.backends.map((b) => makeBackend(b.address, b.port, b.weight));
+      const same = backends.length === v.backends.length && backends.every((b, i) => b.id === v.backends[i]!.id && b.weight === v.backends[i]!.weight);
+      if (same) continue;
+      const gone = v.backends.filter((b) => !backends.some((n) => n.id === b.id));
+      v.balancer.setBackends(backends);
+      v.health?.setTargets(backends.map((b) => ({ id: b.id, address: b.address, port: b.port })));
+      v.backends = backends;
+      if (this.cfg.mode === 'nat') withdrawn.push(...this.returnWildcards(v.proto, gone, 0, this.wildcardInterest()));
+      result.changed.push(name);
+    }
+    for (const v of fresh.values()) result.restartNeeded.push(`VIP ${v.address}:${v.port} added`);
+    if (result.changed.length > 0) {
+      this.sendWildcards(this.cfg.timers.wildcardTtl);
+      this.sendWildcardEntries(withdrawn, [...this.wildcardTargets, ...this.agents.values()]);
+    }
+    return result;
   }
 
   sendWildcards(ttlMs: number): void {
@@ -199,7 +258,10 @@ export class ServiceManager {
 
   private sendWildcardsTo(ttlMs: number, targets: Endpoint[]): void {
     this.stats.wildcardUpdates++;
-    const entries = this.wildcardEntries(ttlMs);
+    this.sendWildcardEntries(this.wildcardEntries(ttlMs), targets);
+  }
+
+  private sendWildcardEntries(entries: WildcardEntry[], targets: Endpoint[]): void {
     // Keep each message well under the datagram limit.
     for (let i = 0; i < entries.length; i += 64) {
       this.channel.sendMany(

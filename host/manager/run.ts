@@ -26,6 +26,8 @@ export interface ManagerRunOptions {
   /** Log a "stats" event (store size and digest, role, replication counters) this often; 0 = never. */
   statsIntervalMs?: number | undefined;
   logLevel: LogLevel;
+  /** Reads the configuration again (SIGHUP); absent when there is no file to read. */
+  reload?: (() => WasmlbConfig) | undefined;
 }
 
 /** The peers of a manager from the config: every other manager's control endpoint. */
@@ -225,5 +227,19 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
   };
   process.once('SIGTERM', () => void shutdown());
   process.once('SIGINT', () => void shutdown());
+  // SIGHUP: the VIPs' backend lists of the file as it is now (ServiceManager.reloadBackends); a bad file
+  // changes nothing
+  process.on('SIGHUP', () => {
+    if (!opts.reload) {
+      log.error({ event: 'reload-failed', error: 'no configuration file to read again (bundled defaults)' });
+      return;
+    }
+    try {
+      const r = manager.reloadBackends(opts.reload().vips);
+      log.info({ event: 'reloaded', changed: r.changed, restartNeeded: r.restartNeeded });
+    } catch (err) {
+      log.error({ event: 'reload-failed', error: err instanceof Error ? err.message : String(err) });
+    }
+  });
   return manager;
 }

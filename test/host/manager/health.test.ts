@@ -162,6 +162,25 @@ describe('health monitor', () => {
     expect(monitor.statuses()[0]).toMatchObject({ id: 'b1', healthy: true, successes: 3, failures: 0 });
   });
 
+  it('setTargets (a reload): staying backends keep their state, new ones start fresh, removed ones stop', async () => {
+    const dead = await closedPort();
+    const t = (id: string) => ({ id, address: '127.0.0.1', port: dead });
+    const monitor = new HealthMonitor([t('a'), t('b')], { ...fast, kind: 'tcp', fall: 1 });
+    const changes: HealthChange[] = [];
+    monitor.onChange((c) => changes.push(c));
+    await monitor.checkNow();
+    expect(monitor.statuses().map((x) => [x.id, x.healthy])).toEqual([['a', false], ['b', false]]);
+    monitor.setTargets([t('b'), t('c')]);
+    expect(monitor.statuses().map((x) => [x.id, x.healthy, x.lastReason === 'not checked'])).toEqual([['b', false, false], ['c', true, true]]);
+    monitor.start(); // probes every target now: c falls, a is gone for good
+    cleanups.push(() => monitor.stop());
+    const deadline = Date.now() + 2000;
+    while (monitor.isHealthy('c') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(monitor.isHealthy('c')).toBe(false);
+    expect(monitor.isHealthy('a')).toBe(false); // unknown id
+    expect(changes.filter((c) => c.id === 'a')).toHaveLength(1); // only the first fall, before its removal
+  });
+
   it('runs on its interval: a TCP backend that goes away and comes back', async () => {
     const { server, port } = await tcpServer();
     const monitor = new HealthMonitor([{ id: `127.0.0.1:${port}`, address: '127.0.0.1', port }], { ...fast, kind: 'tcp', fall: 2 });

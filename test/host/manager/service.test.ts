@@ -1,6 +1,7 @@
 // The agent (in this process) and a service manager (a separate `wasmlb manager` process) over real
 // UDP on loopback: flows balanced and rewritten in both directions, stickiness, FIN → sticky →
 // expiry, health checks, wildcard refresh and expiry, update-deny.
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Capability, VerdictCode } from '../../../host/agent/wasm.ts';
@@ -193,5 +194,41 @@ describe('manager metrics address', () => {
     expect(((await status.json()) as { role?: string }).role).toBe('primary');
     expect(await (await fetch(`http://127.0.0.2:${port}/metrics`)).text()).toMatch(/^wasmlb_manager_role/m);
     await expect(fetch(`http://127.0.0.1:${port}/status`)).rejects.toThrow();
+  });
+});
+
+describe('manager configuration reload (SIGHUP)', () => {
+  it('applies new backend lists: new flows go to the new set, placed flows drain, return wildcards follow; a bad file changes nothing', async () => {
+    const agent = await TestAgent.start();
+    cleanups.push(() => agent.close());
+    const old = '[{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }]';
+    const cfg = writeConfig(config({ backends: old }));
+    cleanups.push(cfg.cleanup);
+    const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--agent', agent.endpoint, '--log-level', 'debug']);
+    await manager.waitForEvent('ready');
+    await agent.until(() => agent.fw.counter('WILDCARD_OCCUPANCY') === 3n, 'the VIP wildcard and two return wildcards');
+    const [placed] = await agent.forward(1, tcp('10.9.8.1', 47000, VIP, 80, TCP_SYN));
+    const placedOn = dstOf(placed!.packet);
+    expect(placedOn).toMatch(/^10\.0\.1\.[12]:8080$/);
+
+    writeFileSync(cfg.file, config({ backends: '[{ address: 10.0.1.3, port: 8080 }, { address: 10.0.1.4, port: 8080 }]' }));
+    manager.kill('SIGHUP');
+    expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [`${VIP}:80`], restartNeeded: [] });
+    // the removed backends' return wildcards withdrawn, the new ones' installed
+    await agent.until(() => agent.fw.counter('WILDCARD_DELETES') === 2n && agent.fw.counter('WILDCARD_OCCUPANCY') === 3n, 'the return wildcards swapped');
+    for (let c = 0; c < 10; c++) {
+      const [o] = await agent.forward(1, tcp(`10.9.8.${c + 10}`, 47100 + c, VIP, 80, TCP_SYN));
+      expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
+    }
+    // the flow placed before keeps its backend (it drains)
+    const [again] = await agent.forward(1, tcp('10.9.8.1', 47000, VIP, 80, TCP_ACK));
+    expect(dstOf(again!.packet)).toBe(placedOn);
+
+    // a file that does not parse: logged, nothing changes
+    writeFileSync(cfg.file, 'vips: [');
+    manager.kill('SIGHUP');
+    expect(String((await manager.waitForEvent('reload-failed'))['error'])).toMatch(/config\.yaml/);
+    const [o] = await agent.forward(1, tcp('10.9.8.99', 47999, VIP, 80, TCP_SYN));
+    expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
   });
 });
