@@ -36,6 +36,8 @@ export interface Vip {
   readonly balancer: Balancer;
   /** The current set (a reload replaces it: `reloadBackends`). */
   backends: readonly Backend[];
+  /** Backends a reload removed; their flows drain (shown while any is left). */
+  draining: readonly Backend[];
   readonly health: HealthMonitor | null;
 }
 
@@ -148,7 +150,7 @@ export class ServiceManager {
         if (!c.healthy && v.unhealthyFlows === 'remove') this.removeBackendFlows(c.id);
       });
     }
-    return { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, health };
+    return { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, draining: [], health };
   }
 
   /** Starts wildcard refresh, store expiry and health checks. */
@@ -241,6 +243,8 @@ export class ServiceManager {
       v.balancer.setBackends(backends);
       v.health?.setTargets(backends.map((b) => ({ id: b.id, address: b.address, port: b.port })));
       v.backends = backends;
+      const flows = this.store.flowsPerBackend();
+      v.draining = [...v.draining.filter((d) => !backends.some((n) => n.id === d.id) && (flows.get(d.id) ?? 0) > 0), ...gone];
       if (this.cfg.mode === 'nat') withdrawn.push(...this.returnWildcards(v.proto, gone, 0, this.wildcardInterest()));
       result.changed.push(name);
     }

@@ -64,14 +64,13 @@ export function managerSnapshot(node: ManagerNode): ManagerSnapshot {
   const perBackend = m.store.flowsPerBackend();
   const backends = m.vips.flatMap((v) => {
     const health = new Map(v.balancer.status().map((s) => [s.backend.id, s.healthy]));
-    return v.backends.map((b) => ({
-      vip: `${v.config.address}:${v.port}`,
-      backend: b.id,
-      healthy: health.get(b.id) ?? true,
-      flows: perBackend.get(b.id) ?? 0,
-      packets: 0,
-      bytes: 0,
-    }));
+    const vip = `${v.config.address}:${v.port}`;
+    const current = v.backends.map((b) => ({ vip, backend: b.id, healthy: health.get(b.id) ?? true, flows: perBackend.get(b.id) ?? 0, packets: 0, bytes: 0 }));
+    // removed by a reload, while flows placed before are left on them
+    const draining = v.draining
+      .filter((b) => (perBackend.get(b.id) ?? 0) > 0)
+      .map((b) => ({ vip, backend: b.id, healthy: false, draining: true, flows: perBackend.get(b.id)!, packets: 0, bytes: 0 }));
+    return [...current, ...draining];
   });
   const s = node.sender.stats;
   return {

@@ -221,6 +221,8 @@ export interface BackendSnapshot {
   vip: string; // "addr:port"
   backend: string; // "addr:port"
   healthy: boolean;
+  /** Removed from the VIP by a reload, still carrying flows placed before it (no new ones). */
+  draining?: boolean;
   /** Fixed affinities currently pointing at this backend. */
   flows: number;
   packets: Count;

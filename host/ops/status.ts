@@ -31,7 +31,7 @@ const statusSchema = z.object({
   vips: z.array(
     z.object({
       vip: z.string(),
-      backends: z.array(z.object({ backend: z.string(), healthy: z.boolean(), flows: z.number() })),
+      backends: z.array(z.object({ backend: z.string(), healthy: z.boolean(), draining: z.boolean().optional(), flows: z.number() })),
     }),
   ),
   /** Firmware table use; null on managers. */
@@ -74,7 +74,7 @@ export function managerStatus(
   for (const b of snap.backends) {
     let v = vips.get(b.vip);
     if (v === undefined) vips.set(b.vip, (v = { vip: b.vip, backends: [] }));
-    v.backends.push({ backend: b.backend, healthy: b.healthy, flows: b.flows });
+    v.backends.push({ backend: b.backend, healthy: b.healthy, flows: b.flows, ...(b.draining ? { draining: true } : {}) });
   }
   const r = snap.replication;
   return {
@@ -286,7 +286,7 @@ export function formatStatus(r: StatusReport): string {
     const rows: string[][] = [];
     for (const v of r.vips) {
       if (v.backends.length === 0) rows.push([v.vip, '-', '-', '-']);
-      v.backends.forEach((b, i) => rows.push([i === 0 ? v.vip : '', b.backend, b.healthy ? 'up' : 'DOWN', String(b.flows)]));
+      v.backends.forEach((b, i) => rows.push([i === 0 ? v.vip : '', b.backend, b.draining ? 'drain' : b.healthy ? 'up' : 'DOWN', String(b.flows)]));
     }
     out.push(...table(['VIP', 'BACKEND', 'HEALTH', 'FLOWS'], rows, [false, false, false, true]));
   }

@@ -202,7 +202,12 @@ describe('manager configuration reload (SIGHUP)', () => {
     const agent = await TestAgent.start();
     cleanups.push(() => agent.close());
     const old = '[{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }]';
-    const cfg = writeConfig(config({ backends: old }));
+    const probe = net.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const withMetrics = (yaml: string): string => yaml.replace('  - identity: mgr-test\n', `  - identity: mgr-test\n    metricsPort: ${port}\n`);
+    const cfg = writeConfig(withMetrics(config({ backends: old })));
     cleanups.push(cfg.cleanup);
     const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--agent', agent.endpoint, '--log-level', 'debug']);
     await manager.waitForEvent('ready');
@@ -211,7 +216,7 @@ describe('manager configuration reload (SIGHUP)', () => {
     const placedOn = dstOf(placed!.packet);
     expect(placedOn).toMatch(/^10\.0\.1\.[12]:8080$/);
 
-    writeFileSync(cfg.file, config({ backends: '[{ address: 10.0.1.3, port: 8080 }, { address: 10.0.1.4, port: 8080 }]' }));
+    writeFileSync(cfg.file, withMetrics(config({ backends: '[{ address: 10.0.1.3, port: 8080 }, { address: 10.0.1.4, port: 8080 }]' })));
     manager.kill('SIGHUP');
     expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [`${VIP}:80`], restartNeeded: [] });
     // the removed backends' return wildcards withdrawn, the new ones' installed
@@ -220,9 +225,13 @@ describe('manager configuration reload (SIGHUP)', () => {
       const [o] = await agent.forward(1, tcp(`10.9.8.${c + 10}`, 47100 + c, VIP, 80, TCP_SYN));
       expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
     }
-    // the flow placed before keeps its backend (it drains)
+    // the flow placed before keeps its backend (it drains), and /status shows that backend draining
     const [again] = await agent.forward(1, tcp('10.9.8.1', 47000, VIP, 80, TCP_ACK));
     expect(dstOf(again!.packet)).toBe(placedOn);
+    const status = (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as { vips: { vip: string; backends: { backend: string; draining?: boolean; flows: number }[] }[] };
+    const rows = status.vips.find((v) => v.vip === `${VIP}:80`)!.backends;
+    expect(rows.map((b) => b.backend).sort()).toEqual(['10.0.1.3:8080', '10.0.1.4:8080', placedOn].sort());
+    expect(rows.find((b) => b.backend === placedOn)).toMatchObject({ draining: true, flows: 1 });
 
     // a file that does not parse: logged, nothing changes
     writeFileSync(cfg.file, 'vips: [');

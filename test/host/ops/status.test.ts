@@ -26,6 +26,7 @@ const managerDoc: StatusInput = {
       backends: [
         { backend: '10.0.1.1:8080', healthy: true, flows: 1234 },
         { backend: '10.0.1.2:8080', healthy: false, flows: 0 },
+        { backend: '10.0.1.9:8080', healthy: false, draining: true, flows: 17 },
       ],
     },
     { vip: '10.0.0.101:443', backends: [] },
@@ -101,7 +102,8 @@ describe('status server + wasmlb status', () => {
     expect(lines[head]!.split(/\s+/)).toEqual(['VIP', 'BACKEND', 'HEALTH', 'FLOWS']);
     expect(lines[head + 1]!.split(/\s+/)).toEqual(['10.0.0.100:80', '10.0.1.1:8080', 'up', '1234']);
     expect(lines[head + 2]!.trim().split(/\s+/)).toEqual(['10.0.1.2:8080', 'DOWN', '0']);
-    expect(lines[head + 3]!.split(/\s+/)).toEqual(['10.0.0.101:443', '-', '-', '-']);
+    expect(lines[head + 3]!.trim().split(/\s+/)).toEqual(['10.0.1.9:8080', 'drain', '17']);
+    expect(lines[head + 4]!.split(/\s+/)).toEqual(['10.0.0.101:443', '-', '-', '-']);
     expect(out.text).not.toContain('TABLE');
   });
 
