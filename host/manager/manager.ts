@@ -34,7 +34,7 @@ export interface Vip {
   readonly ip: number;
   readonly port: number;
   readonly balancer: Balancer;
-  /** The current set (a reload replaces it: `reloadBackends`). */
+  /** The current set (a reload replaces it: `reloadVips`). */
   backends: readonly Backend[];
   /** Backends a reload removed; their flows drain (shown while any is left). */
   draining: readonly Backend[];
@@ -43,7 +43,7 @@ export interface Vip {
 
 /** What a reload applied, and what it could not (those need a restart). */
 export interface ReloadResult {
-  /** VIPs (address:port) whose backend set changed. */
+  /** VIPs (address:port) added, or whose backend set changed. */
   changed: string[];
   restartNeeded: string[];
 }
@@ -80,7 +80,8 @@ export class ServiceManager {
   readonly id: number;
   readonly identity: string;
   readonly store: AffinityStore;
-  readonly vips: readonly Vip[];
+  /** The VIPs served (a reload may add some: `reloadVips`). */
+  readonly vips: Vip[];
   readonly stats: ManagerStats = {
     interestMatches: 0,
     newFlows: 0,
@@ -219,10 +220,11 @@ export class ServiceManager {
    * Applies the backend lists of a reloaded configuration to the running VIPs: new flows are balanced
    * over the new set at once, flows already placed keep their backend (a removed backend drains: its
    * fixed affinities live on until the flows end), health checks follow the set, and the agents get the
-   * return-direction wildcards of added backends (those of removed ones withdrawn). A VIP added or
-   * removed, and every other setting, need a restart: they are listed, not applied.
+   * return-direction wildcards of added backends (those of removed ones withdrawn). A VIP added is
+   * served at once (health checks, wildcards); a VIP removed, and every other setting, need a restart:
+   * they are listed, not applied.
    */
-  reloadBackends(vips: readonly VipConfig[]): ReloadResult {
+  reloadVips(vips: readonly VipConfig[]): ReloadResult {
     const idOf = (proto: string, address: string, port: number): string => `${proto}/${address}:${port}`;
     const fresh = new Map(vips.map((v) => [idOf(v.protocol, v.address, v.port), v]));
     const result: ReloadResult = { changed: [], restartNeeded: [] };
@@ -248,7 +250,12 @@ export class ServiceManager {
       if (this.cfg.mode === 'nat') withdrawn.push(...this.returnWildcards(v.proto, gone, 0, this.wildcardInterest()));
       result.changed.push(name);
     }
-    for (const v of fresh.values()) result.restartNeeded.push(`VIP ${v.address}:${v.port} added`);
+    for (const nv of fresh.values()) {
+      const v = this.makeVip(nv);
+      this.vips.push(v);
+      if (this.timers.length > 0) v.health?.start(); // started: probe like the others
+      result.changed.push(`${nv.address}:${nv.port}`);
+    }
     if (result.changed.length > 0) {
       this.sendWildcards(this.cfg.timers.wildcardTtl);
       this.sendWildcardEntries(withdrawn, [...this.wildcardTargets, ...this.agents.values()]);

@@ -226,7 +226,7 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
   };
   process.once('SIGTERM', () => void shutdown());
   process.once('SIGINT', () => void shutdown());
-  // SIGHUP: the VIPs' backend lists of the file as it is now (ServiceManager.reloadBackends); a bad file
+  // SIGHUP: the VIPs and backend lists of the file as it is now (ServiceManager.reloadVips); a bad file
   // changes nothing
   process.on('SIGHUP', () => {
     if (!opts.reload) {
@@ -234,7 +234,7 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
       return;
     }
     try {
-      const r = manager.reloadBackends(opts.reload().vips);
+      const r = manager.reloadVips(opts.reload().vips);
       log.info({ event: 'reloaded', changed: r.changed, restartNeeded: r.restartNeeded });
     } catch (err) {
       log.error({ event: 'reload-failed', error: err instanceof Error ? err.message : String(err) });

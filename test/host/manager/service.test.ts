@@ -198,7 +198,7 @@ describe('manager metrics address', () => {
 });
 
 describe('manager configuration reload (SIGHUP)', () => {
-  it('applies new backend lists: new flows go to the new set, placed flows drain, return wildcards follow; a bad file changes nothing', async () => {
+  it('applies new backend lists (new flows to the new set, placed flows drain, return wildcards follow) and new VIPs; a bad file changes nothing', async () => {
     const agent = await TestAgent.start();
     cleanups.push(() => agent.close());
     const old = '[{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }]';
@@ -216,11 +216,20 @@ describe('manager configuration reload (SIGHUP)', () => {
     const placedOn = dstOf(placed!.packet);
     expect(placedOn).toMatch(/^10\.0\.1\.[12]:8080$/);
 
-    writeFileSync(cfg.file, withMetrics(config({ backends: '[{ address: 10.0.1.3, port: 8080 }, { address: 10.0.1.4, port: 8080 }]' })));
+    // new backends for the VIP, and a second VIP
+    const vips = `  - address: ${VIP}
+    port: 80
+    backends: [{ address: 10.0.1.3, port: 8080 }, { address: 10.0.1.4, port: 8080 }]
+  - address: 10.0.0.101
+    port: 80
+    backends: [{ address: 10.0.1.5, port: 8080 }]`;
+    writeFileSync(cfg.file, withMetrics(config({ vips })));
     manager.kill('SIGHUP');
-    expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [`${VIP}:80`], restartNeeded: [] });
-    // the removed backends' return wildcards withdrawn, the new ones' installed
-    await agent.until(() => agent.fw.counter('WILDCARD_DELETES') === 2n && agent.fw.counter('WILDCARD_OCCUPANCY') === 3n, 'the return wildcards swapped');
+    expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [`${VIP}:80`, '10.0.0.101:80'], restartNeeded: [] });
+    // the removed backends' return wildcards withdrawn; the new ones', and the new VIP's, installed
+    await agent.until(() => agent.fw.counter('WILDCARD_DELETES') === 2n && agent.fw.counter('WILDCARD_OCCUPANCY') === 5n, 'the wildcards of the new set');
+    const [second] = await agent.forward(1, tcp('10.9.8.200', 47200, '10.0.0.101', 80, TCP_SYN));
+    expect(dstOf(second!.packet)).toBe('10.0.1.5:8080');
     for (let c = 0; c < 10; c++) {
       const [o] = await agent.forward(1, tcp(`10.9.8.${c + 10}`, 47100 + c, VIP, 80, TCP_SYN));
       expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
@@ -239,5 +248,13 @@ describe('manager configuration reload (SIGHUP)', () => {
     expect(String((await manager.waitForEvent('reload-failed'))['error'])).toMatch(/config\.yaml/);
     const [o] = await agent.forward(1, tcp('10.9.8.99', 47999, VIP, 80, TCP_SYN));
     expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
+
+    // a VIP gone from the file is reported, not dropped (its flows' affinities need their wildcards)
+    writeFileSync(cfg.file, withMetrics(config({ vips: vips.split('\n').slice(3).join('\n') })));
+    manager.kill('SIGHUP');
+    const r = await manager.waitFor((e) => e.event === 'reloaded' && (e['restartNeeded'] as string[]).length > 0);
+    expect(r).toMatchObject({ changed: [], restartNeeded: [`VIP ${VIP}:80 removed`] });
+    const [still] = await agent.forward(1, tcp('10.9.8.98', 47998, VIP, 80, TCP_SYN));
+    expect(dstOf(still!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
   });
 });
