@@ -40,14 +40,21 @@ export const PROTO_UDP: u32 = 17;
       acc += delta16(<u32>load<u16>(l4, 2), dstPort);
       store<u16>(l4, <u16>dstPort, 2);
     }
-    if (proto == PROTO_TCP) {
-      store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc), 16);
-    } else {
-      const c = <u32>load<u16>(l4, 6);
-      if (c != 0) {
-        const r = csumApply(c, acc);
-        store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
-      }
+    applyL4Csum(l4, proto, acc);
+  }
+}
+
+/** Applies a checksum delta to the TCP or UDP checksum of the header at l4: a UDP checksum of 0 (none)
+ *  stays 0, and a computed 0 is sent as 0xFFFF. */
+// @ts-ignore: decorator
+@inline export function applyL4Csum(l4: usize, proto: u32, acc: u32): void {
+  if (proto == PROTO_TCP) {
+    store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc), 16);
+  } else {
+    const c = <u32>load<u16>(l4, 6);
+    if (c != 0) {
+      const r = csumApply(c, acc);
+      store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
     }
   }
 }

@@ -27,7 +27,7 @@ import {
 } from './layout';
 import { KEY1_LIVE, KEY1_LIVE_MASK, NO_SLOT, fixedFind, fixedProbe, isExpired } from './fixed';
 import { advertised, wcLookup } from './wildcard';
-import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, applyNat, applySeqAdjust, infoCount } from './actions';
+import { PROTO_ICMP, PROTO_TCP, PROTO_UDP, applyL4Csum, applyNat, applySeqAdjust, infoCount } from './actions';
 
 const BIT_DATA: u32 = 1 << 6;
 const BIT_FIRST_DATA: u32 = 1 << 7;
@@ -623,15 +623,7 @@ export function processBatch(count: u32, now: u32): void {
         store<u16>(p, <u16>csumApply(<u32>load<u16>(p, 10), acc), 10);
         const acc4 = acc + delta16(ports >>> 16, np);
         store<u16>(l4, <u16>np, 2);
-        if (proto == PROTO_TCP) {
-          store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc4), 16);
-        } else {
-          const c = <u32>load<u16>(l4, 6);
-          if (c != 0) {
-            const r = csumApply(c, acc4);
-            store<u16>(l4, <u16>(r == 0 ? 0xffff : r), 6);
-          }
-        }
+        applyL4Csum(l4, proto, acc4);
         nNat++;
         fo |= DOUT_REWRITTEN;
       }
