@@ -3,7 +3,7 @@
 // Each measured batch includes copying the packets into the batch region, as a packet source would.
 // Firmware and baseline are measured in alternating windows (medians), so both see the same machine.
 import { BaselineFastPath, Descriptors, VERDICT_FORWARD } from './baseline.ts';
-import { type BenchOptions, type BenchRow, type BenchSection } from './lib.ts';
+import { opsPerSec, type BenchOptions, type BenchRow, type BenchSection } from './lib.ts';
 import { backendAddr, makePacketSet, PACKET_LEN, VIP, VIP_PORT, type PacketSet } from './packets.ts';
 import { ForwardingFirmware, Status, VerdictCode } from '../host/agent/wasm.ts';
 
@@ -49,18 +49,12 @@ function baselineRunner(bl: BaselineFastPath, set: PacketSet): () => void {
   return run;
 }
 
-/** Packets per second of one window of at least `ms`. */
+/** Packets per second of one window of at least `ms` (64 batches between clock reads). */
 function window(run: () => void, ms: number): number {
-  let batches = 0;
-  const start = process.hrtime.bigint();
-  const minNs = BigInt(ms) * 1_000_000n;
-  let elapsed = 0n;
-  while (elapsed < minNs) {
+  return opsPerSec(() => {
     for (let i = 0; i < 64; i++) run();
-    batches += 64;
-    elapsed = process.hrtime.bigint() - start;
-  }
-  return (batches * BATCH) / (Number(elapsed) / 1e9);
+    return 64 * BATCH;
+  }, ms);
 }
 
 /**
