@@ -13,6 +13,7 @@ import {
   type HealthCheckOptions,
 } from '../../../host/manager/health.ts';
 import { defaultConfig } from '../../../host/config/index.ts';
+import { freePort } from '../../support/ports.ts';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -68,14 +69,6 @@ async function httpServer(): Promise<{ port: number; state: { status: number; hi
   return { port, state };
 }
 
-/** A port with nothing listening: bind, read the port, close. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  const port = await listenTcp(server);
-  await close(server);
-  return port;
-}
-
 function waitForChange(monitor: HealthMonitor, healthy: boolean, timeoutMs = 3000): Promise<HealthChange> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no change to healthy=${healthy}`)), timeoutMs);
@@ -93,7 +86,7 @@ describe('probes', () => {
   it('TCP: connect succeeds against a listener, fails fast when refused', async () => {
     const { port } = await tcpServer();
     expect(await probeTcp('127.0.0.1', port, 500)).toEqual({ ok: true });
-    const refused = await probeTcp('127.0.0.1', await closedPort(), 500);
+    const refused = await probeTcp('127.0.0.1', await freePort(), 500);
     expect(refused).toEqual({ ok: false, reason: 'ECONNREFUSED' });
   });
 
@@ -120,7 +113,7 @@ describe('probes', () => {
     const t0 = Date.now();
     expect(await probeHttp('127.0.0.1', port, '/healthz', 200, 100)).toEqual({ ok: false, reason: 'timeout' });
     expect(Date.now() - t0).toBeLessThan(1000);
-    expect((await probeHttp('127.0.0.1', await closedPort(), '/healthz', 200, 500)).ok).toBe(false);
+    expect((await probeHttp('127.0.0.1', await freePort(), '/healthz', 200, 500)).ok).toBe(false);
   });
 
   it('HTTP: a backend that is not speaking HTTP is a failure, not a crash', async () => {
@@ -163,7 +156,7 @@ describe('health monitor', () => {
   });
 
   it('setTargets (a reload): staying backends keep their state, new ones start fresh, removed ones stop', async () => {
-    const dead = await closedPort();
+    const dead = await freePort();
     const t = (id: string) => ({ id, address: '127.0.0.1', port: dead });
     const monitor = new HealthMonitor([t('a'), t('b')], { ...fast, kind: 'tcp', fall: 1 });
     const changes: HealthChange[] = [];
@@ -198,7 +191,7 @@ describe('health monitor', () => {
 
   it('backends starting unhealthy need `rise` passes; an unreachable one never throws', async () => {
     const { port } = await httpServer();
-    const dead = await closedPort();
+    const dead = await freePort();
     const monitor = new HealthMonitor(
       [
         { id: 'up', address: '127.0.0.1', port },
@@ -232,7 +225,7 @@ describe('health monitor', () => {
 
   it('the port option probes a separate status port', async () => {
     const { port } = await httpServer();
-    const monitor = new HealthMonitor([{ id: 'b', address: '127.0.0.1', port: await closedPort() }], { ...fast, port, fall: 1 });
+    const monitor = new HealthMonitor([{ id: 'b', address: '127.0.0.1', port: await freePort() }], { ...fast, port, fall: 1 });
     await monitor.checkNow();
     expect(monitor.statuses()[0]!.lastReason).toBe('ok');
   });

@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Capability, VerdictCode } from '../../../host/agent/wasm.ts';
 import { killAll, spawnWasmlb, type WasmlbProcess } from '../../support/process.ts';
 import { TestAgent, writeConfig } from '../../support/agent.ts';
+import { freePort } from '../../support/ports.ts';
 import { checksumsValid, dstOf, ip, srcOf, tcp, udp, TCP_ACK, TCP_FIN, TCP_SYN } from '../../support/packets.ts';
 
 const VIP = '10.0.0.100';
@@ -117,10 +118,7 @@ describe('agent ↔ manager over UDP', () => {
     cleanups.push(() => new Promise((r) => up.close(r)));
     const upPort = (up.address() as net.AddressInfo).port;
     // A port nobody listens on: bind then close to get one.
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const downPort = (probe.address() as net.AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const downPort = await freePort();
     const { agent, manager } = await setup(
       config({
         backends: `[{ address: 127.0.0.1, port: ${upPort} }, { address: 127.0.0.1, port: ${downPort} }]`,
@@ -180,11 +178,7 @@ describe('agent ↔ manager over UDP', () => {
 
 describe('manager metrics address', () => {
   it('serves /status and /metrics on managers[].metricsAddress, and only there', async () => {
-    // a free port on 127.0.0.2 (all of 127/8 is loopback on Linux)
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.2', r));
-    const port = (probe.address() as net.AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await freePort('127.0.0.2'); // all of 127/8 is loopback on Linux
     const cfg = writeConfig(config().replace('  - identity: mgr-test\n', `  - identity: mgr-test\n    metricsPort: ${port}\n    metricsAddress: 127.0.0.2\n`));
     cleanups.push(cfg.cleanup);
     const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--log-level', 'debug']);
@@ -202,10 +196,7 @@ describe('manager configuration reload (SIGHUP)', () => {
     const agent = await TestAgent.start();
     cleanups.push(() => agent.close());
     const old = '[{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }]';
-    const probe = net.createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
-    const port = (probe.address() as net.AddressInfo).port;
-    await new Promise((r) => probe.close(r));
+    const port = await freePort();
     const withMetrics = (yaml: string): string => yaml.replace('  - identity: mgr-test\n', `  - identity: mgr-test\n    metricsPort: ${port}\n`);
     const cfg = writeConfig(withMetrics(config({ backends: old })));
     cleanups.push(cfg.cleanup);
