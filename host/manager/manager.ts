@@ -144,7 +144,7 @@ export class ServiceManager {
     const balancer = createBalancer(this.cfg.balancer, backends);
     let health: HealthMonitor | null = null;
     if (v.healthCheck.type !== 'none') {
-      health = new HealthMonitor(backends.map((b) => ({ id: b.id, address: b.address, port: b.port })), healthOptionsOf(v.healthCheck));
+      health = new HealthMonitor(backends, healthOptionsOf(v.healthCheck));
       health.onChange((c) => {
         balancer.setHealth(c.id, c.healthy);
         this.onEvent('health', { backend: c.id, healthy: c.healthy, reason: c.reason, vip: `${v.address}:${v.port}` });
@@ -243,7 +243,7 @@ export class ServiceManager {
       if (same) continue;
       const gone = v.backends.filter((b) => !backends.some((n) => n.id === b.id));
       v.balancer.setBackends(backends);
-      v.health?.setTargets(backends.map((b) => ({ id: b.id, address: b.address, port: b.port })));
+      v.health?.setTargets(backends); // a Backend is a HealthTarget
       v.backends = backends;
       const flows = this.store.flowsPerBackend();
       v.draining = [...v.draining.filter((d) => !backends.some((n) => n.id === d.id) && (flows.get(d.id) ?? 0) > 0), ...gone];
