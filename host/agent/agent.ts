@@ -220,8 +220,8 @@ export class ForwardingAgent {
         this.interestMatch(i, flags, (flags & DescOut.ATTACH) !== 0);
         this.sink.send(fw.packet(i), d32[(base + 16) >> 2]!);
       } else if (verdict === VerdictCode.TO_MANAGER) {
-        this.interestMatch(i, flags, true);
-        if (this.resend) this.keepUnanswered(i);
+        const key = this.interestMatch(i, flags, true);
+        if (key && this.resend) this.keepUnanswered(i, key);
       } else if (verdict === VerdictCode.HOLD) {
         this.holdPacket(i, flags);
       }
@@ -259,18 +259,19 @@ export class ForwardingAgent {
 
   // ---- verdicts ------------------------------------------------------------------------------------
 
-  private interestMatch(i: number, flags: number, attach: boolean): void {
+  /** Sends the interest match of descriptor i; returns the flow's key, or null when nothing was sent. */
+  private interestMatch(i: number, flags: number, attach: boolean): AffinityKey | null {
     const fw = this.firmware;
     const target = this.targets.get(fw.interestTarget(i));
     if (!target) {
       this.stats.noInterestTarget++;
-      return;
+      return null;
     }
     const fixed = (flags & DescOut.FIXED) !== 0;
     const key = fixed ? this.fixedKeyAt(fw.affinitySlot(i)) : packetKey(fw.packet(i));
     if (!key) {
       this.stats.noInterestTarget++;
-      return;
+      return null;
     }
     this.stats.interestMatches++;
     if (attach) this.stats.packetsToManager++;
@@ -290,6 +291,7 @@ export class ForwardingAgent {
       ? { type: 'interest-match-fixed', identifier, packet, identity, managerInterestData }
       : { type: 'interest-match-wildcard', identifier, packet, identity, managerInterestData };
     this.control.send(msg, target);
+    return key;
   }
 
   /** A fixed affinity arrived: the packet kept for its flow (if any) was answered. */
@@ -310,11 +312,10 @@ export class ForwardingAgent {
     return u;
   }
 
-  private keepUnanswered(i: number): void {
+  /** Keeps descriptor i's packet, just handed to a manager for the flow `key`, until it is answered. */
+  private keepUnanswered(i: number, key: AffinityKey): void {
     const fw = this.firmware;
     const bytes = fw.packet(i);
-    const key = packetKey(bytes);
-    if (!key) return;
     const h = keyHash(key.proto, key.saddr, key.sport, key.daddr, key.dport);
     this.forgetUnanswered(h);
     if (bytes.length > UNANSWERED_MAX_BYTES) return;
