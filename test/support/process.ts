@@ -70,8 +70,10 @@ export class WasmlbProcess {
 
 const running = new Set<WasmlbProcess>();
 
-export function spawnWasmlb(args: string[], opts: { env?: NodeJS.ProcessEnv } = {}): WasmlbProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], {
+/** `prefix`: a command that execs the rest, e.g. `ip netns exec <ns>` (test/live/wasmlb-ns.ts). */
+export function spawnWasmlb(args: string[], opts: { env?: NodeJS.ProcessEnv; prefix?: readonly string[] } = {}): WasmlbProcess {
+  const argv = [...(opts.prefix ?? []), process.execPath, '--import', 'tsx', CLI, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
