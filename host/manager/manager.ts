@@ -15,7 +15,7 @@ import type { ManagerConfig, VipConfig, WasmlbConfig } from '../config/index.ts'
 import type { Outgoing, ServiceChannel } from '../transport/channel.ts';
 import type { Endpoint } from '../transport/udp.ts';
 import { createBalancer, makeBackend, type Backend, type Balancer, type FlowKey } from './decision.ts';
-import { admitFlow, AffinityStore, flowAffinities, type AffinityFlow, type AffinityUpdate, type DirectionAffinity } from './store.ts';
+import { admitFlow, AffinityStore, flowAffinities, StoreError, type AffinityFlow, type AffinityUpdate, type DirectionAffinity } from './store.ts';
 import { HealthMonitor, healthOptionsOf } from './health.ts';
 
 /** Interest bits (the firmware's numbering, carried on the wire in interest criteria masks). */
@@ -67,6 +67,8 @@ export interface ManagerStats {
   closes: number;
   noBackend: number;
   unknownFlow: number;
+  /** Return packets of flows this manager did not know, taken on with the backend that sent them. */
+  adopted: number;
   keyConflicts: number;
   deniesReceived: number;
   expired: number;
@@ -89,6 +91,7 @@ export class ServiceManager {
     closes: 0,
     noBackend: 0,
     unknownFlow: 0,
+    adopted: 0,
     keyConflicts: 0,
     deniesReceived: 0,
     expired: 0,
@@ -377,9 +380,44 @@ export class ServiceManager {
       this.stats.renewals++;
     } else {
       // A return packet (backend → client) of a flow this manager does not know.
-      this.stats.unknownFlow++;
+      update = this.adoptReturn(key, msg.packet);
+      if (update) this.stats.adopted++;
+      else this.stats.unknownFlow++;
     }
     if (update) this.sendUpdate(update, from, msg.packet);
+  }
+
+  /**
+   * A backend's packet to a client, of a flow no store here holds: one placed by a manager that died
+   * before its replication reached us (or one whose fixed affinities expired with no manager to renew
+   * them). The packet names the flow's backend, so the flow is taken on with that backend instead of
+   * being cut: a server that talks first (a download) would otherwise retransmit into the void. The
+   * backend must serve exactly one VIP of the packet's protocol (several: the one whose Maglev pick for
+   * the client is this backend, else none); a RST is not adopted (that flow is ending).
+   */
+  private adoptReturn(key: FlowKey, packet: Uint8Array | undefined): AffinityUpdate | null {
+    if (this.cfg.mode !== 'nat' || (key.proto === 6 && isTcpReset(packet))) return null;
+    const clientKeyOf = (vip: Vip): FlowKey => ({ proto: key.proto, srcIp: key.dstIp, srcPort: key.dstPort, dstIp: vip.ip, dstPort: vip.port });
+    let candidates: { vip: Vip; backend: Backend }[] = [];
+    for (const vip of this.vips) {
+      const backend = vip.proto === key.proto ? vip.backends.find((b) => b.ip === key.srcIp && b.port === key.srcPort) : undefined;
+      if (backend) candidates.push({ vip, backend });
+    }
+    // Maglev picks are pure functions of the key: they tell which VIP's flow this is (rr / wlc can't)
+    if (candidates.length > 1) candidates = candidates.filter((c) => c.vip.balancer.kind === 'maglev' && c.vip.balancer.pick(clientKeyOf(c.vip))?.id === c.backend.id);
+    if (candidates.length !== 1) return null;
+    const { vip, backend } = candidates[0]!;
+    const clientKey = clientKeyOf(vip);
+    // the client's side already placed elsewhere: not this backend's flow
+    if (this.store.lookup(clientKey)) return null;
+    try {
+      const update = this.store.insertAbsent({ key: clientKey, backend, mode: 'nat', owner: this.identity });
+      vip.balancer.onFlowStart(backend);
+      return update;
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'KEY_CONFLICT') return null;
+      throw err;
+    }
   }
 
   /** Sends both directions' fixed affinities of the flow (and the packet back) to an agent. */
@@ -489,4 +527,11 @@ export function parsePrefix(prefix: string): [number, number] {
   const len = Number(lenText ?? 32);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   return [(ipToU32(addr!) & mask) >>> 0, mask];
+}
+
+/** True when `packet` (IPv4, as attached to an interest match) is a TCP segment with RST set. */
+function isTcpReset(packet: Uint8Array | undefined): boolean {
+  if (!packet || packet.length < 20) return false;
+  const l4 = (packet[0]! & 15) * 4;
+  return packet.length > l4 + 13 && (packet[l4 + 13]! & 0x04) !== 0;
 }

@@ -79,6 +79,7 @@ export function managerSnapshot(node: ManagerNode): ManagerSnapshot {
     backends,
     replication: { sent: s.messagesSent, acked: s.acked, resent: s.resends, resyncState: node.role.resyncState },
     takeovers: { total: node.role.stats.takeovers, lastSeconds: node.role.stats.lastTakeoverMs === null ? null : node.role.stats.lastTakeoverMs / 1000 },
+    adoptedFlows: m.stats.adopted,
   };
 }
 

@@ -240,6 +240,8 @@ export interface ManagerSnapshot {
   backends: BackendSnapshot[];
   replication: { sent: Count; acked: Count; resent: Count; resyncState: string };
   takeovers: { total: Count; lastSeconds: number | null };
+  /** Flows taken on from a backend's return packet (placed by a manager whose replication never came). */
+  adoptedFlows: Count;
 }
 
 export interface ManagerMetrics {
@@ -257,7 +259,7 @@ export interface ManagerMetrics {
  * wasmlb_replication_messages_sent_total, …_acked_total, …_resent_total,
  * wasmlb_replication_lag_seconds (histogram), wasmlb_resync_state{state},
  * wasmlb_manager_role{role}, wasmlb_manager_epoch, wasmlb_takeovers_total,
- * wasmlb_last_takeover_duration_seconds.
+ * wasmlb_last_takeover_duration_seconds, wasmlb_manager_adopted_flows_total.
  */
 export function managerMetrics(registry: Registry, read: () => ManagerSnapshot): ManagerMetrics {
   const snap = oncePerScrape(read);
@@ -297,6 +299,9 @@ export function managerMetrics(registry: Registry, read: () => ManagerSnapshot):
   ]);
   counterFrom(registry, 'wasmlb_takeovers_total', 'Takeovers this manager performed.', [], () => [
     [{}, snap().takeovers.total],
+  ]);
+  counterFrom(registry, 'wasmlb_manager_adopted_flows_total', 'Flows taken on from a backend packet of a flow no manager here knew (its replication was lost with its manager).', [], () => [
+    [{}, snap().adoptedFlows],
   ]);
   gaugeFrom(
     registry,

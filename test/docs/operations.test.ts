@@ -46,6 +46,7 @@ describe('docs/operations.md', () => {
       backends: [{ vip: 'v:1', backend: 'b:1', healthy: true, flows: 1, packets: 1, bytes: 1 }],
       replication: { sent: 1, acked: 1, resent: 1, resyncState: 'none' },
       takeovers: { total: 1, lastSeconds: 0.1 },
+      adoptedFlows: 0,
     }));
     m.observeReplicationLag(0.001);
 

@@ -119,6 +119,8 @@ export interface FlowRecord {
   /** Backend of every forwarded packet of the flow, in order. */
   backends: string[];
   sent: number;
+  /** Packets a backend sent the client that left the agent as from the VIP (source NAT applied). */
+  returned: number;
 }
 
 /** The agent of the tests: sends client packets to the VIP and records where each flow's packets went. */
@@ -160,6 +162,9 @@ export class TestAgent {
           const sport = get16(p, ihl);
           const f = self?.flows.get(`${src}:${sport}`);
           if (f && get32(p, 16) !== vipIp) f.backends.push(`${u32ToIp(get32(p, 16))}:${get16(p, ihl + 2)}`);
+          // Backend → client after SNAT: from the VIP's address and port.
+          const back = src === vipIp && sport === VIP_PORT ? self?.flows.get(`${get32(p, 16)}:${get16(p, ihl + 2)}`) : undefined;
+          if (back) back.returned++;
         },
       },
       onFixedInstalled: (e) => {
@@ -194,11 +199,19 @@ export class TestAgent {
     const k = `${saddr}:${clientPort}`;
     let f = this.flows.get(k);
     if (!f) {
-      f = { clientIp: saddr, clientPort, backends: [], sent: 0 };
+      f = { clientIp: saddr, clientPort, backends: [], sent: 0, returned: 0 };
       this.flows.set(k, f);
     }
     f.sent++;
     const p = buildPacket({ proto: TCP, saddr, daddr: ipToU32(VIP), sport: clientPort, dport: VIP_PORT, flags: syn ? 0x02 : 0x10, seq: this.seq++ });
+    this.agent.firmware.writePacket(0, p);
+    this.agent.processBatch(1);
+  }
+
+  /** Sends one TCP segment (data, or `flags`) of a flow from its backend (`address:port`) back to the client. */
+  sendFromBackend(backend: string, clientIp: number, clientPort: number, flags = 0x18): void {
+    const [address, port] = backend.split(':') as [string, string];
+    const p = buildPacket({ proto: TCP, saddr: ipToU32(address), daddr: clientIp, sport: Number(port), dport: clientPort, flags, seq: this.seq++, payload: new Uint8Array(flags & 0x04 ? 0 : 100) });
     this.agent.firmware.writePacket(0, p);
     this.agent.processBatch(1);
   }

@@ -2,7 +2,7 @@
 // agent (firmware + UDP) in this process.
 import { afterEach, describe, expect, it } from 'vitest';
 import { managerId } from '../../../host/manager/manager.ts';
-import { ipToU32 } from '../../../host/protocol/index.ts';
+import { ipToU32, u32ToIp } from '../../../host/protocol/index.ts';
 import { killAll } from '../../support/process.ts';
 import { ConfigFile, failoverConfig, openFlows, sleep, startManager, statsWhere, TestAgent, primaryBackupSetup } from './harness.ts';
 
@@ -69,6 +69,49 @@ describe('failover: kill -9 of the primary', () => {
     const fresh = await openFlows(agent, '10.2', 50);
     for (const k of fresh) expect(agent.flows.get(k)!.backends.length).toBe(1);
     await statsWhere(b, (s) => s.role === 'primary' && s.flows === 350);
+  });
+
+  it('a flow whose replication died with the primary is taken on from its backend\'s next packet, on that backend', async () => {
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
+    // Every replication message of the primary is lost (the backup's resync, done before any flow, is empty).
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint, [], { WASMLB_FAULT_DROP_REPLICATION: '1' });
+    await a.proc.waitFor((e) => e.event === 'role' && e['role'] === 'primary');
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+    const flows = await openFlows(agent, '10.1', 40);
+    const before = agent.backendMap();
+    expect(before.size).toBe(40);
+    await sleep(300);
+    await statsWhere(b, (s) => s.flows === 0); // none of them reached the backup
+
+    a.proc.kill('SIGKILL');
+    await b.proc.waitForEvent('takeover', 5000);
+    await agent.waitNotice(); // mgr-a's fixed affinities are gone from the agent
+
+    // The servers talk first (a download in progress): each backend's next segment reaches its client,
+    // from the VIP, and the flow is mgr-b's now, on the same backend.
+    for (const k of flows) {
+      const f = agent.flows.get(k)!;
+      agent.sendFromBackend(before.get(k)!, f.clientIp, f.clientPort);
+    }
+    await agent.settle();
+    for (const k of flows) expect(agent.flows.get(k)!.returned, k).toBe(1);
+    await statsWhere(b, (s) => s.role === 'primary' && s.flows === 40);
+    // The client's next packets go to that backend by the fixed affinity, without asking anybody.
+    const asked = agent.agent.stats.interestMatches;
+    for (const k of flows) {
+      const [ip, port] = k.split(':').map(Number) as [number, number];
+      agent.send(u32ToIp(ip), port);
+    }
+    expect(agent.agent.stats.interestMatches).toBe(asked);
+    for (const [k, backend] of before) expect(new Set(agent.flows.get(k)!.backends)).toEqual(new Set([backend]));
+    // A backend's RST of a flow nobody knows is not taken on (the flow is ending).
+    const stranger = { clientIp: ipToU32('10.9.0.1'), clientPort: 30000, backends: [], sent: 0, returned: 0 };
+    agent.flows.set(`${stranger.clientIp}:30000`, stranger);
+    agent.sendFromBackend(before.get(flows[0]!)!, stranger.clientIp, 30000, 0x14);
+    await sleep(300);
+    expect(stranger.returned).toBe(0);
+    await statsWhere(b, (s) => s.flows === 40);
   });
 
   it('the old primary comes back as backup (no split brain), resyncs, and with preempt takes over again without moving flows', async () => {

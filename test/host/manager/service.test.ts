@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Capability, VerdictCode } from '../../../host/agent/wasm.ts';
+import { createBalancer, makeBackend } from '../../../host/manager/decision.ts';
 import { killAll, spawnWasmlb, type WasmlbProcess } from '../../support/process.ts';
 import { TestAgent, writeConfig } from '../../support/agent.ts';
 import { freePort } from '../../support/ports.ts';
@@ -247,5 +248,43 @@ describe('manager configuration reload (SIGHUP)', () => {
     expect(r).toMatchObject({ changed: [], restartNeeded: [`VIP ${VIP}:80 removed`] });
     const [still] = await agent.forward(1, tcp('10.9.8.98', 47998, VIP, 80, TCP_SYN));
     expect(dstOf(still!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
+  });
+
+  it('takes on a flow it does not know from its backend\'s packet, for the VIP that backend says (Maglev tells shared ones apart)', async () => {
+    // .100 and .101 share 10.0.1.2; 10.0.1.1 serves .100 only
+    const pools = { '10.0.0.100': ['10.0.1.1', '10.0.1.2'], '10.0.0.101': ['10.0.1.2', '10.0.1.3'] };
+    const vips = Object.entries(pools)
+      .map(([v, bs]) => `  - { address: ${v}, port: 80, backends: [${bs.map((b) => `{ address: ${b}, port: 8080 }`).join(', ')}] }`)
+      .join('\n');
+    const { agent } = await setup(config({ balancer: 'maglev', vips }));
+    const pick = (vip: keyof typeof pools, client: string, port: number): string | undefined =>
+      createBalancer('maglev', pools[vip].map((b) => makeBackend(b, 8080))).pick({ proto: 6, srcIp: ip(client), srcPort: port, dstIp: ip(vip), dstPort: 80 })?.id;
+
+    // A backend of one VIP (a flow placed by a manager gone before its replication arrived): the
+    // segment leaves from that VIP, and the client's next packet goes to that backend without asking.
+    const [back] = await agent.forward(1, tcp('10.0.1.1', 8080, '10.9.9.1', 43000, TCP_ACK, { payload: 'data' }));
+    expect(srcOf(back!.packet)).toBe('10.0.0.100:80');
+    expect(dstOf(back!.packet)).toBe('10.9.9.1:43000');
+    expect(checksumsValid(back!.packet)).toEqual({ ip: true, l4: true });
+    const asked = agent.agent.stats.interestMatches;
+    const [next] = await agent.forward(1, tcp('10.9.9.1', 43000, '10.0.0.100', 80, TCP_ACK));
+    expect(dstOf(next!.packet)).toBe('10.0.1.1:8080');
+    expect(agent.agent.stats.interestMatches).toBe(asked);
+
+    // The shared backend: the VIP whose Maglev pick for the client is that backend.
+    let port = 44000;
+    while (!(pick('10.0.0.101', '10.9.9.2', port) === '10.0.1.2:8080' && pick('10.0.0.100', '10.9.9.2', port) !== '10.0.1.2:8080')) port++;
+    const [shared] = await agent.forward(1, tcp('10.0.1.2', 8080, '10.9.9.2', port, TCP_ACK, { payload: 'data' }));
+    expect(srcOf(shared!.packet)).toBe('10.0.0.101:80');
+
+    // Both VIPs' picks are that backend: whose flow it is can't be told, so it is not taken on.
+    let both = 45000;
+    while (!(pick('10.0.0.101', '10.9.9.3', both) === '10.0.1.2:8080' && pick('10.0.0.100', '10.9.9.3', both) === '10.0.1.2:8080')) both++;
+    const out = agent.out.length;
+    const matches = agent.agent.stats.interestMatches;
+    agent.send(tcp('10.0.1.2', 8080, '10.9.9.3', both, TCP_ACK, { payload: 'data' }));
+    await agent.until(() => agent.agent.stats.interestMatches > matches, 'the interest match');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(agent.out.length).toBe(out);
   });
 });

@@ -116,6 +116,7 @@ describe('managerMetrics', () => {
     ],
     replication: { sent: 50, acked: 48, resent: 2n, resyncState: 'in-progress' },
     takeovers: { total: 1, lastSeconds: 0.084 },
+    adoptedFlows: 3,
   };
 
   it('exports backends, replication, role, epoch, resync and takeovers from the getter', async () => {
@@ -143,6 +144,7 @@ describe('managerMetrics', () => {
     expect(v.get('wasmlb_manager_role{role="primary"}')).toBe(0);
     expect(v.get('wasmlb_manager_epoch')).toBe(4);
     expect(v.get('wasmlb_takeovers_total')).toBe(1);
+    expect(v.get('wasmlb_manager_adopted_flows_total')).toBe(3);
     expect(v.get('wasmlb_last_takeover_duration_seconds')).toBe(0.084);
     expect(v.get('wasmlb_replication_lag_seconds_count')).toBe(2);
     expect(v.get('wasmlb_replication_lag_seconds_bucket{le="0.002"}')).toBe(1);

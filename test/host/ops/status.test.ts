@@ -132,6 +132,7 @@ describe('status server + wasmlb status', () => {
       backends: [{ vip: '10.0.0.100:80', backend: '10.0.1.1:8080', healthy: true, flows: 1234, packets: 10n, bytes: 640n }],
       replication: { sent: 500, acked: 498, resent: 3, resyncState: 'complete' },
       takeovers: { total: 0, lastSeconds: null },
+      adoptedFlows: 0,
     };
     const s = await serve(() => managerDoc, snap);
     const res = await fetch(`${s.url}/metrics`);
@@ -225,6 +226,7 @@ describe('status documents from the metrics snapshots', () => {
       ],
       replication: { sent: 0, acked: 0, resent: 0, resyncState: 'in-progress' },
       takeovers: { total: 0, lastSeconds: null },
+      adoptedFlows: 0,
     };
     const registry = createRegistry();
     const m = managerMetrics(registry, () => snap);
