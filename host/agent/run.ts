@@ -25,7 +25,7 @@ import { managerId } from '../manager/manager.ts';
 import { runCommands, tunSetupCommands, VipRoutes } from '../io/netconf.ts';
 import { TunDevice, type TunError, type TunQueue, type TunStats } from '../io/tun.ts';
 import { pumpTun, type TunPump } from '../io/tun-pump.ts';
-import { agentMetrics, agentSnapshotFromFirmware, agentStatus, buildInfo, controlMetrics, createLogger, createRegistry, startStatusServer, securityRejections } from '../ops/index.ts';
+import { agentMetrics, agentSnapshotFromFirmware, agentStatus, buildInfo, controlMetrics, createLogger, createRegistry, startStatusServer, controlRejections } from '../ops/index.ts';
 import type { LogLevel, StatusServer } from '../ops/index.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
@@ -531,9 +531,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       const sent = all.reduce((a, s) => a + s.channel.sent, 0);
       const received = all.reduce((a, s) => a + s.channel.received, 0);
       const rejected: Record<string, number> = {};
-      for (const s of all) {
-        if (s.security) for (const [k, v] of Object.entries(securityRejections(s.security))) rejected[k] = (rejected[k] ?? 0) + Number(v);
-      }
+      for (const s of all) controlRejections(s.channel.refusedByCode, s.security !== null, rejected);
       return { sent: { all: sent }, received: { all: received }, rejected };
     });
     status = await startStatusServer({

@@ -2,7 +2,7 @@
 // first line with event "ready" carries its control endpoint, so a parent process can wait for it.
 import { readFileSync } from 'node:fs';
 import { Keyring, SecurityVerifier, type SecurityCounters } from '../protocol/index.ts';
-import { buildInfo, controlMetrics, createRegistry, managerMetrics, securityRejections, type ManagerMetrics, type ManagerSnapshot } from '../ops/metrics.ts';
+import { buildInfo, controlMetrics, createRegistry, managerMetrics, controlRejections, type ManagerMetrics, type ManagerSnapshot } from '../ops/metrics.ts';
 import { managerStatus, startStatusServer, type StatusServer } from '../ops/status.ts';
 import { securityKeysOf, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
 import { controlEvents, createLogger, type LogLevel } from '../ops/log.ts';
@@ -205,7 +205,7 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     controlMetrics(registry, () => ({
       sent: { all: channel.stats.sent },
       received: { all: channel.stats.received },
-      rejected: node.security ? securityRejections(node.security) : {},
+      rejected: controlRejections(channel.stats.refusedByCode, node.security !== null),
     }));
     status = await startStatusServer({
       port: opts.manager.metricsPort,

@@ -6,7 +6,7 @@
 //   const registry = createRegistry({ processMetrics: true });
 //   buildInfo(registry, { version, role: 'agent' });
 //   agentMetrics(registry, () => agentSnapshotFromFirmware(firmware.counters(), firmware.capacities, { heldPackets }));
-//   controlMetrics(registry, () => ({ sent, received, rejected: securityRejections(verifier.counters) }));
+//   controlMetrics(registry, () => ({ sent, received, rejected: controlRejections(channel.stats.refusedByCode, true) }));
 //   const ops = await startStatusServer({ port: config.agent.metricsPort, registry,
 //     status: () => agentStatus(snapshot(), { name: 'agent', version }) });
 //   const log = createLogger({ name: 'agent', level: parseLogLevel(opts.logLevel) });
@@ -19,7 +19,7 @@ export {
   controlMetrics,
   createRegistry,
   managerMetrics,
-  securityRejections,
+  controlRejections,
   agentSnapshotFromFirmware,
   MANAGER_ROLES,
   RESYNC_STATES,

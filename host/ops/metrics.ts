@@ -359,14 +359,18 @@ export function controlMetrics(registry: Registry, read: () => ControlSnapshot):
   );
 }
 
-/** The drop reasons of a protocol `SecurityVerifier.counters`, as `ControlSnapshot.rejected` entries. */
-export function securityRejections(c: {
-  unauthenticated: number;
-  forged: number;
-  wrongKey: number;
-  replayed: number;
-}): Record<string, Count> {
-  return { unauthenticated: c.unauthenticated, forged: c.forged, wrong_key: c.wrongKey, replayed: c.replayed };
+/**
+ * `ControlSnapshot.rejected` from a channel's refusals by protocol error code (malformed messages and
+ * security verdicts alike: the verifier's refusals are ProtocolErrors too), the code in lower case as
+ * the reason. With `security`, its four reasons are there from the start (0 until one happens).
+ */
+export function controlRejections(refusedByCode: Readonly<Record<string, number>>, security = false, into: Record<string, number> = {}): Record<string, number> {
+  if (security) for (const r of ['unauthenticated', 'forged', 'wrong_key', 'replayed']) into[r] ??= 0;
+  for (const [code, n] of Object.entries(refusedByCode)) {
+    const reason = code.toLowerCase();
+    into[reason] = (into[reason] ?? 0) + n;
+  }
+  return into;
 }
 
 // ---------------------------------------------------------------------------------------------

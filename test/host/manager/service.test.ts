@@ -2,6 +2,7 @@
 // UDP on loopback: flows balanced and rewritten in both directions, stickiness, FIN → sticky →
 // expiry, health checks, wildcard refresh and expiry, update-deny.
 import { writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Capability, VerdictCode } from '../../../host/agent/wasm.ts';
@@ -189,6 +190,44 @@ describe('manager metrics address', () => {
     expect(((await status.json()) as { role?: string }).role).toBe('primary');
     expect(await (await fetch(`http://127.0.0.2:${port}/metrics`)).text()).toMatch(/^wasmlb_manager_role/m);
     await expect(fetch(`http://127.0.0.1:${port}/status`)).rejects.toThrow();
+  });
+});
+
+describe('malformed control traffic', () => {
+  it('drops garbage datagrams, counts them by the decoder\'s reason in /metrics, and keeps answering', async () => {
+    const port = await freePort('127.0.0.1');
+    const agent = await TestAgent.start();
+    cleanups.push(() => agent.close());
+    const cfg = writeConfig(config().replace('  - identity: mgr-test\n', `  - identity: mgr-test\n    metricsPort: ${port}\n`));
+    cleanups.push(cfg.cleanup);
+    const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--agent', agent.endpoint]);
+    const control = (await manager.waitForEvent('ready'))['control'] as { address: string; port: number };
+    const sock = dgram.createSocket('udp4');
+    cleanups.push(() => sock.close());
+    const send = (b: Buffer): Promise<void> => new Promise((r) => sock.send(b, control.port, control.address, () => r()));
+    await send(Buffer.alloc(7)); //                                          shorter than a header
+    await send(Buffer.from([9, 1, 0, 20, 0, 0, 0, 20, ...new Array(12).fill(0)])); // version 9
+    const lying = Buffer.alloc(24);
+    lying.writeUInt8(1, 0);
+    lying.writeUInt8(4, 1);
+    lying.writeUInt32BE(64, 4); // a total length beyond the datagram
+    await send(lying);
+    for (let i = 0; i < 200; i++) await send(Buffer.from(Array.from({ length: 20 + 4 * (i % 16) }, (_, j) => (j < 2 ? [1, 1 + (i % 6)][j]! : (i * 31 + j * 17) & 0xff))));
+    const rejected = async (): Promise<Map<string, number>> => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return new Map([...text.matchAll(/^wasmlb_control_messages_rejected_total\{reason="([a-z_]+)"\} (\d+)$/gm)].map((m) => [m[1]!, Number(m[2])]));
+    };
+    const total = (m: Map<string, number>): number => [...m.values()].reduce((a, b) => a + b, 0);
+    let r = await rejected();
+    for (const end = Date.now() + 3000; total(r) < 203 && Date.now() < end; r = await rejected()) await new Promise((w) => setTimeout(w, 20));
+    expect(r.get('too_short')).toBe(1);
+    expect(r.get('bad_version')).toBe(1);
+    expect(r.get('length_mismatch')).toBeGreaterThanOrEqual(1);
+    expect(total(r)).toBe(203);
+    // still the manager it was: a new flow is answered
+    await agent.until(() => agent.agent.stats.wildcardsInstalled > 0, 'wildcards from the manager');
+    const [o] = await agent.forward(1, tcp('10.9.10.1', 48000, VIP, 80, TCP_SYN));
+    expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[123]:8080$/);
   });
 });
 

@@ -6,7 +6,7 @@ import {
   controlMetrics,
   createRegistry,
   managerMetrics,
-  securityRejections,
+  controlRejections,
 } from '../../../host/ops/metrics.ts';
 import { COUNTER_NAMES } from '../../../host/agent/counters.ts';
 import type { ManagerSnapshot } from '../../../host/ops/metrics.ts';
@@ -171,11 +171,12 @@ describe('managerMetrics', () => {
 describe('controlMetrics', () => {
   it('exports messages by type and drops by reason', async () => {
     const registry = createRegistry();
-    const security = { accepted: 40, unsigned: 0, unauthenticated: 1, forged: 2, wrongKey: 3, replayed: 4 };
+    // a channel's refusals by protocol error code: security verdicts and malformed messages alike
+    const refused = { FORGED: 2, WRONG_KEY: 3, REPLAYED: 4, TOO_SHORT: 5 };
     controlMetrics(registry, () => ({
       sent: { 'interest-match-wildcard': 7n },
       received: { 'affinity-update-fixed': 6, heartbeat: 30 },
-      rejected: { ...securityRejections(security), malformed: 5 },
+      rejected: controlRejections(refused, true),
     }));
     const v = parseProm(await registry.metrics()).values;
     expect(v.get('wasmlb_control_messages_sent_total{type="interest-match-wildcard"}')).toBe(7);
@@ -183,6 +184,7 @@ describe('controlMetrics', () => {
     expect(v.get('wasmlb_control_messages_rejected_total{reason="forged"}')).toBe(2);
     expect(v.get('wasmlb_control_messages_rejected_total{reason="wrong_key"}')).toBe(3);
     expect(v.get('wasmlb_control_messages_rejected_total{reason="replayed"}')).toBe(4);
-    expect(v.get('wasmlb_control_messages_rejected_total{reason="malformed"}')).toBe(5);
+    expect(v.get('wasmlb_control_messages_rejected_total{reason="too_short"}')).toBe(5);
+    expect(v.get('wasmlb_control_messages_rejected_total{reason="unauthenticated"}')).toBe(0);
   });
 });
