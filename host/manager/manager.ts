@@ -38,14 +38,17 @@ export interface Vip {
   backends: readonly Backend[];
   /** Backends a reload removed; their flows drain (shown while any is left). */
   draining: readonly Backend[];
+  /** A reload removed the VIP: no new flows; its wildcards stay until its last flow ends. */
+  removed: boolean;
   readonly health: HealthMonitor | null;
 }
 
-/** What a reload applied, and what it could not (those need a restart). */
+/** What a reload applied. */
 export interface ReloadResult {
   /** VIPs (address:port) added, or whose backend set changed. */
   changed: string[];
-  restartNeeded: string[];
+  /** VIPs (address:port) removed: they take no new flow and go when their last flow has ended. */
+  removed: string[];
 }
 
 export interface ManagerOptions {
@@ -69,6 +72,8 @@ export interface ManagerStats {
   unknownFlow: number;
   /** Return packets of flows this manager did not know, taken on with the backend that sent them. */
   adopted: number;
+  /** New flows refused because a reload removed their VIP. */
+  vipRemoved: number;
   keyConflicts: number;
   deniesReceived: number;
   expired: number;
@@ -92,6 +97,7 @@ export class ServiceManager {
     noBackend: 0,
     unknownFlow: 0,
     adopted: 0,
+    vipRemoved: 0,
     keyConflicts: 0,
     deniesReceived: 0,
     expired: 0,
@@ -154,7 +160,7 @@ export class ServiceManager {
         if (!c.healthy && v.unhealthyFlows === 'remove') this.removeBackendFlows(c.id);
       });
     }
-    return { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, draining: [], health };
+    return { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, draining: [], removed: false, health };
   }
 
   /** Starts wildcard refresh, store expiry and health checks. */
@@ -179,15 +185,47 @@ export class ServiceManager {
       this.stats.expired++;
       this.vipOf(flow.proto, flow.vipIp, flow.vipPort)?.balancer.onFlowEnd(flow.backend);
     }
+    if (this.vips.some((v) => v.removed) && this.now() >= this.nextDrainCheck) this.finishRemovedVips();
+  }
+
+  /** Earliest time of the next scan for removed VIPs left without flows (a scan walks the store). */
+  private nextDrainCheck = 0;
+
+  /**
+   * Removed VIPs whose last flow has ended leave: their wildcards (and the return wildcards of backends
+   * no other VIP of the protocol has) are withdrawn from the agents, their health checks stop.
+   */
+  private finishRemovedVips(): void {
+    this.nextDrainCheck = this.now() + 1000;
+    const left = new Set<Vip>();
+    for (const f of this.store.entries()) {
+      const v = this.vipOf(f.proto, f.vipIp, f.vipPort);
+      if (v?.removed) left.add(v);
+    }
+    const done = this.vips.filter((v) => v.removed && !left.has(v));
+    if (done.length === 0) return;
+    const ttl0 = this.vipWildcards(done, 0);
+    for (const v of done) {
+      this.vips.splice(this.vips.indexOf(v), 1);
+      void v.health?.stop();
+      this.onEvent('vip-removed', { vip: `${v.config.address}:${v.port}` });
+    }
+    // the return wildcards of a backend that another VIP still has stay
+    const kept = ttl0.filter((w) => !this.vips.some((v) => this.returnWildcardOf(v, w)));
+    this.sendWildcardEntries(kept, [...this.wildcardTargets, ...this.agents.values()]);
   }
 
   // ---- wildcards ------------------------------------------------------------------------------------
 
   /** Wildcards for every VIP: clients → VIP, and backends → clients for the return direction. */
   wildcardEntries(ttlMs: number): WildcardEntry[] {
+    return this.vipWildcards(this.vips, ttlMs);
+  }
+
+  private vipWildcards(vips: readonly Vip[], ttlMs: number): WildcardEntry[] {
     const interest = this.wildcardInterest();
     const out: WildcardEntry[] = [];
-    for (const v of this.vips) {
+    for (const v of vips) {
       for (const prefix of this.cfg.clientDomain) {
         const [net, len] = parsePrefix(prefix);
         out.push({
@@ -198,6 +236,12 @@ export class ServiceManager {
       if (this.cfg.mode === 'nat') out.push(...this.returnWildcards(v.proto, v.backends, ttlMs, interest));
     }
     return out;
+  }
+
+  /** Whether `w` is one of VIP v's return wildcards (the same backend → client domain). */
+  private returnWildcardOf(v: Vip, w: WildcardEntry): boolean {
+    const a = w.affinity;
+    return this.cfg.mode === 'nat' && a.protocol === v.proto && a.dstPort === 0 && v.backends.some((b) => b.ip === a.srcAddr && b.port === a.srcPort);
   }
 
   private wildcardInterest(): Action {
@@ -230,7 +274,7 @@ export class ServiceManager {
   reloadVips(vips: readonly VipConfig[]): ReloadResult {
     const idOf = (proto: string, address: string, port: number): string => `${proto}/${address}:${port}`;
     const fresh = new Map(vips.map((v) => [idOf(v.protocol, v.address, v.port), v]));
-    const result: ReloadResult = { changed: [], restartNeeded: [] };
+    const result: ReloadResult = { changed: [], removed: [] };
     const withdrawn: WildcardEntry[] = [];
     for (const v of this.vips) {
       const name = `${v.config.address}:${v.port}`;
@@ -238,12 +282,19 @@ export class ServiceManager {
       const next = fresh.get(id);
       fresh.delete(id);
       if (!next) {
-        result.restartNeeded.push(`VIP ${name} removed`);
+        // drains: existing flows keep their backend (their renewals need the VIP's wildcards), new ones are refused
+        if (!v.removed) result.removed.push(name);
+        v.removed = true;
         continue;
       }
+      const back = v.removed;
+      v.removed = false;
       const backends = next.backends.map((b) => makeBackend(b.address, b.port, b.weight));
       const same = backends.length === v.backends.length && backends.every((b, i) => b.id === v.backends[i]!.id && b.weight === v.backends[i]!.weight);
-      if (same) continue;
+      if (same) {
+        if (back) result.changed.push(name);
+        continue;
+      }
       const gone = v.backends.filter((b) => !backends.some((n) => n.id === b.id));
       v.balancer.setBackends(backends);
       v.health?.setTargets(backends); // a Backend is a HealthTarget
@@ -261,8 +312,11 @@ export class ServiceManager {
     }
     if (result.changed.length > 0) {
       this.sendWildcards(this.cfg.timers.wildcardTtl);
-      this.sendWildcardEntries(withdrawn, [...this.wildcardTargets, ...this.agents.values()]);
+      // the return wildcards of a backend that another VIP still has stay
+      const kept = withdrawn.filter((w) => !this.vips.some((v) => this.returnWildcardOf(v, w)));
+      this.sendWildcardEntries(kept, [...this.wildcardTargets, ...this.agents.values()]);
     }
+    if (result.removed.length > 0) this.nextDrainCheck = 0;
     return result;
   }
 
@@ -364,6 +418,9 @@ export class ServiceManager {
     if (existing && (id.reason & (Interest.FIN | Interest.RST)) !== 0) {
       update = this.store.close(key, id.reason & Interest.RST ? 'rst' : 'fin');
       this.stats.closes++;
+    } else if (vip?.removed && !existing) {
+      // A VIP a reload removed takes no new flow (it is only there until its flows have ended).
+      this.stats.vipRemoved++;
     } else if (vip) {
       // Client → VIP: the flow's backend (duplicate SYNs and retransmits keep theirs), or a new pick.
       const admission = admitFlow(this.store, vip.balancer, key, this.cfg.mode, this.identity);

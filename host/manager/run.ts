@@ -30,6 +30,21 @@ export interface ManagerRunOptions {
   reload?: (() => WasmlbConfig) | undefined;
 }
 
+/**
+ * What a reload does not apply that differs between the configuration the manager runs with and the
+ * file now: this manager's own settings by key (`managers[a].timers`), `security`, `agent`. Names only
+ * (no values: keys live there).
+ */
+export function settingsNeedingRestart(running: WasmlbConfig, next: WasmlbConfig, identity: string): string[] {
+  const was = running.managers.find((m) => m.identity === identity) as Record<string, unknown> | undefined;
+  const now = next.managers.find((m) => m.identity === identity) as Record<string, unknown> | undefined;
+  if (!was || !now) return [`managers[${identity}] ${now ? 'added' : 'gone'}`];
+  const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+  const out = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => !same(was[k], now[k])).map((k) => `managers[${identity}].${k}`);
+  for (const k of ['security', 'agent'] as const) if (!same(running[k], next[k])) out.push(k);
+  return out;
+}
+
 /** The peers of a manager from the config: every other manager's control endpoint. */
 export function configPeers(config: WasmlbConfig, self: ManagerConfig): Endpoint[] {
   return config.managers.filter((m) => m.identity !== self.identity).map((m) => ({ address: m.control.address, port: m.control.port }));
@@ -235,8 +250,9 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
       return;
     }
     try {
-      const r = manager.reloadVips(opts.reload().vips);
-      log.info({ event: 'reloaded', changed: r.changed, restartNeeded: r.restartNeeded });
+      const next = opts.reload();
+      const r = manager.reloadVips(next.vips);
+      log.info({ event: 'reloaded', changed: r.changed, removed: r.removed, restartNeeded: settingsNeedingRestart(opts.config, next, opts.manager.identity) });
     } catch (err) {
       log.error({ event: 'reload-failed', error: err instanceof Error ? err.message : String(err) });
     }

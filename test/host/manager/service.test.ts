@@ -280,13 +280,49 @@ describe('manager configuration reload (SIGHUP)', () => {
     const [o] = await agent.forward(1, tcp('10.9.8.99', 47999, VIP, 80, TCP_SYN));
     expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
 
-    // a VIP gone from the file is reported, not dropped (its flows' affinities need their wildcards)
-    writeFileSync(cfg.file, withMetrics(config({ vips: vips.split('\n').slice(3).join('\n') })));
+  });
+
+  it('drains a VIP gone from the file: its flows keep their backend, new ones are refused, its wildcards leave with its last flow', async () => {
+    const agent = await TestAgent.start();
+    cleanups.push(() => agent.close());
+    // 10.0.1.2 serves both VIPs: its return wildcard must outlive the removed one
+    const two = `  - { address: ${VIP}, port: 80, backends: [{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }] }
+  - { address: 10.0.0.101, port: 80, backends: [{ address: 10.0.1.2, port: 8080 }] }`;
+    const cfg = writeConfig(config({ vips: two }));
+    cleanups.push(cfg.cleanup);
+    const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--agent', agent.endpoint, '--log-level', 'debug']);
+    await manager.waitForEvent('ready');
+    await agent.until(() => agent.fw.counter('WILDCARD_OCCUPANCY') === 4n, 'two VIP wildcards and two return wildcards');
+    const [placed] = await agent.forward(1, tcp('10.9.11.1', 49000, VIP, 80, TCP_SYN));
+    const placedOn = dstOf(placed!.packet);
+
+    // VIP .100 leaves the file, and a timer changes (read at start only: named, not applied)
+    writeFileSync(cfg.file, config({ vips: two.split('\n')[1]!, timers: 'wildcardRefresh: 200ms, wildcardTtl: 1s, fixedTtl: 2s, expirySlack: 1s, sticky: 5s' }));
     manager.kill('SIGHUP');
-    const r = await manager.waitFor((e) => e.event === 'reloaded' && (e['restartNeeded'] as string[]).length > 0);
-    expect(r).toMatchObject({ changed: [], restartNeeded: [`VIP ${VIP}:80 removed`] });
-    const [still] = await agent.forward(1, tcp('10.9.8.98', 47998, VIP, 80, TCP_SYN));
-    expect(dstOf(still!.packet)).toMatch(/^10\.0\.1\.[34]:8080$/);
+    expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [], removed: [`${VIP}:80`], restartNeeded: ['managers[mgr-test].timers'] });
+    // the placed flow keeps its backend, also when the agent has to ask again (its affinity gone)
+    agent.fw.deleteFixed({ proto: 6, saddr: ip('10.9.11.1'), sport: 49000, daddr: ip(VIP), dport: 80 });
+    const [again] = await agent.forward(1, tcp('10.9.11.1', 49000, VIP, 80, TCP_ACK));
+    expect(dstOf(again!.packet)).toBe(placedOn);
+    // a new flow to it is not answered
+    const out = agent.out.length;
+    const asked = agent.agent.stats.interestMatches;
+    agent.send(tcp('10.9.11.2', 49001, VIP, 80, TCP_SYN));
+    await agent.until(() => agent.agent.stats.interestMatches > asked, 'the interest match');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(agent.out.length).toBe(out);
+
+    // its last flow ends (FIN, then the sticky time): the VIP goes, with its wildcard and 10.0.1.1's
+    // return wildcard (two deletes), and .101 still works both ways through 10.0.1.2
+    await agent.forward(1, tcp('10.9.11.1', 49000, VIP, 80, TCP_FIN | TCP_ACK));
+    expect((await manager.waitForEvent('vip-removed', 10_000))['vip']).toBe(`${VIP}:80`);
+    await agent.until(() => agent.fw.counter('WILDCARD_DELETES') === 2n && agent.fw.counter('WILDCARD_OCCUPANCY') === 2n, '.101 and 10.0.1.2 left');
+    const [other] = await agent.forward(1, tcp('10.9.11.3', 49002, '10.0.0.101', 80, TCP_SYN));
+    expect(dstOf(other!.packet)).toBe('10.0.1.2:8080');
+    const [back] = await agent.forward(1, tcp('10.0.1.2', 8080, '10.9.11.3', 49002, TCP_SYN | TCP_ACK));
+    expect(srcOf(back!.packet)).toBe('10.0.0.101:80');
+    await new Promise((r) => setTimeout(r, 500)); // refreshes come and go: the shared return wildcard was never withdrawn
+    expect(agent.fw.counter('WILDCARD_DELETES')).toBe(2n);
   });
 
   it('takes on a flow it does not know from its backend\'s packet, for the VIP that backend says (Maglev tells shared ones apart)', async () => {
