@@ -80,7 +80,8 @@ export function managerSnapshot(node: ManagerNode): ManagerSnapshot {
   const backends = m.vips.flatMap((v) => {
     const health = new Map(v.balancer.status().map((s) => [s.backend.id, s.healthy]));
     const vip = `${v.config.address}:${v.port}`;
-    const current = v.backends.map((b) => ({ vip, backend: b.id, healthy: health.get(b.id) ?? true, flows: perBackend.get(b.id) ?? 0, packets: 0, bytes: 0 }));
+    // a removed VIP drains as a whole: every backend shown draining until its last flow has ended
+    const current = v.backends.map((b) => ({ vip, backend: b.id, healthy: health.get(b.id) ?? true, flows: perBackend.get(b.id) ?? 0, packets: 0, bytes: 0, ...(v.removed ? { draining: true } : {}) }));
     // removed by a reload, while flows placed before are left on them
     const draining = v.draining
       .filter((b) => (perBackend.get(b.id) ?? 0) > 0)

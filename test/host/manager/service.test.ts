@@ -288,16 +288,20 @@ describe('manager configuration reload (SIGHUP)', () => {
     // 10.0.1.2 serves both VIPs: its return wildcard must outlive the removed one
     const two = `  - { address: ${VIP}, port: 80, backends: [{ address: 10.0.1.1, port: 8080 }, { address: 10.0.1.2, port: 8080 }] }
   - { address: 10.0.0.101, port: 80, backends: [{ address: 10.0.1.2, port: 8080 }] }`;
-    const cfg = writeConfig(config({ vips: two }));
+    const port = await freePort();
+    const withMetrics = (yaml: string): string => yaml.replace('  - identity: mgr-test\n', `  - identity: mgr-test\n    metricsPort: ${port}\n`);
+    const cfg = writeConfig(withMetrics(config({ vips: two })));
     cleanups.push(cfg.cleanup);
     const manager = spawnWasmlb(['manager', '--config', cfg.file, '--control', '127.0.0.1:0', '--agent', agent.endpoint, '--log-level', 'debug']);
     await manager.waitForEvent('ready');
     await agent.until(() => agent.fw.counter('WILDCARD_OCCUPANCY') === 4n, 'two VIP wildcards and two return wildcards');
+    type Status = { vips: { vip: string; backends: { backend: string; draining?: boolean; flows: number }[] }[] };
+    const status = async (): Promise<Status> => (await (await fetch(`http://127.0.0.1:${port}/status`)).json()) as Status;
     const [placed] = await agent.forward(1, tcp('10.9.11.1', 49000, VIP, 80, TCP_SYN));
     const placedOn = dstOf(placed!.packet);
 
     // VIP .100 leaves the file, and a timer changes (read at start only: named, not applied)
-    writeFileSync(cfg.file, config({ vips: two.split('\n')[1]!, timers: 'wildcardRefresh: 200ms, wildcardTtl: 1s, fixedTtl: 2s, expirySlack: 1s, sticky: 5s' }));
+    writeFileSync(cfg.file, withMetrics(config({ vips: two.split('\n')[1]!, timers: 'wildcardRefresh: 200ms, wildcardTtl: 1s, fixedTtl: 2s, expirySlack: 1s, sticky: 5s' })));
     manager.kill('SIGHUP');
     expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [], removed: [`${VIP}:80`], restartNeeded: ['managers[mgr-test].timers'] });
     // the placed flow keeps its backend, also when the agent has to ask again (its affinity gone)
@@ -311,6 +315,10 @@ describe('manager configuration reload (SIGHUP)', () => {
     await agent.until(() => agent.agent.stats.interestMatches > asked, 'the interest match');
     await new Promise((r) => setTimeout(r, 300));
     expect(agent.out.length).toBe(out);
+    // /status shows the VIP draining, with the flow it has left
+    const draining = (await status()).vips.find((v) => v.vip === `${VIP}:80`)!.backends;
+    expect(draining.every((b) => b.draining === true)).toBe(true);
+    expect(draining.find((b) => b.backend === placedOn)!.flows).toBe(1);
 
     // its last flow ends (FIN, then the sticky time): the VIP goes, with its wildcard and 10.0.1.1's
     // return wildcard (two deletes), and .101 still works both ways through 10.0.1.2
@@ -323,6 +331,7 @@ describe('manager configuration reload (SIGHUP)', () => {
     expect(srcOf(back!.packet)).toBe('10.0.0.101:80');
     await new Promise((r) => setTimeout(r, 500)); // refreshes come and go: the shared return wildcard was never withdrawn
     expect(agent.fw.counter('WILDCARD_DELETES')).toBe(2n);
+    expect((await status()).vips.map((v) => v.vip)).toEqual(['10.0.0.101:80']);
   });
 
   it('takes on a flow it does not know from its backend\'s packet, for the VIP that backend says (Maglev tells shared ones apart)', async () => {
