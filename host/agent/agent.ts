@@ -91,6 +91,8 @@ export interface AgentStats {
   packetsToManager: number;
   holdOverflow: number;
   holdExpired: number;
+  /** Packets from a manager (returned or released) larger than a batch slot: counted, not run. */
+  oversizePackets: number;
   noInterestTarget: number;
   wildcardsInstalled: number;
   fixedInstalled: number;
@@ -112,6 +114,7 @@ export class ForwardingAgent {
     packetsToManager: 0,
     holdOverflow: 0,
     holdExpired: 0,
+    oversizePackets: 0,
     noInterestTarget: 0,
     wildcardsInstalled: 0,
     fixedInstalled: 0,
@@ -233,12 +236,22 @@ export class ForwardingAgent {
   runPackets(packets: readonly Uint8Array[], seenByOwner: number): void {
     const fw = this.firmware;
     const max = fw.capacities.batchMax;
+    const slot = fw.capacities.packetSlot;
     const input = seenByOwner ? { seenByOwner } : undefined;
-    for (let start = 0; start < packets.length; start += max) {
-      const n = Math.min(max, packets.length - start);
-      for (let i = 0; i < n; i++) fw.writePacket(i, packets[start + i]!, input);
-      this.processBatch(n);
+    let n = 0;
+    for (const p of packets) {
+      // a packet a manager returned can be anything: one that no slot holds is counted, not run
+      if (p.length > slot) {
+        this.stats.oversizePackets++;
+        continue;
+      }
+      fw.writePacket(n++, p, input);
+      if (n === max) {
+        this.processBatch(n);
+        n = 0;
+      }
     }
+    if (n > 0) this.processBatch(n);
   }
 
   /** Timers: the firmware's bounded expiry sweep, the hold queue's deadlines, unanswered packets' age. */

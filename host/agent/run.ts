@@ -183,6 +183,10 @@ export class QueueAgent {
     channel.onMessage((m, from) => qa.onControl(m, from));
     multicast?.onMessage((m, from) => qa.onControl(m, from));
     channel.onRefusal((err, from) => opts.onEvent('refused', { code: err.code, from: `${from.address}:${from.port}` }));
+    // a message the agent failed on is logged and dropped: the firmware's tables outlive it
+    for (const c of [channel, multicast]) {
+      c?.onHandlerError((err, m, from) => opts.onEvent('handler_error', { type: m.type, from: `${from.address}:${from.port}`, error: err instanceof Error ? err.message : String(err) }));
+    }
     qa.begin();
     return qa;
   }
@@ -422,7 +426,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const log = createLogger({ level: opts.logLevel, name: 'wasmlb-agent', destination: 2, bindings: { tun: opts.tun } });
   const print = opts.print ?? ((line: string) => process.stdout.write(line + '\n'));
   const onEvent: EventSink = (event, fields) => {
-    if (event === 'device_error' || event === 'worker_error') {
+    if (event === 'device_error' || event === 'worker_error' || event === 'handler_error') {
       log.error({ event, ...fields });
       opts.onDeviceError?.();
     } else log.info({ event, ...fields });

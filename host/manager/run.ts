@@ -231,6 +231,8 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     });
   }
   channel.onRefusal((err, from) => log.debug({ event: 'refused', code: err.code, from: `${from.address}:${from.port}` }));
+  // a message the manager failed on is logged and dropped: its flows and role outlive it
+  channel.onHandlerError((err, m, from) => log.error({ event: 'handler-error', type: m.type, from: `${from.address}:${from.port}`, error: err instanceof Error ? err.message : String(err) }));
   log.info({ event: 'ready', role: opts.manager.role, control: channel.socket.local, id: manager.id });
   const statsTimer = opts.statsIntervalMs ? setInterval(() => log.info({ event: 'stats', ...node.failoverStats() }), opts.statsIntervalMs) : null;
   const shutdown = async (): Promise<void> => {

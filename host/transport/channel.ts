@@ -21,6 +21,7 @@ export type Outgoing = DistributiveOmit<ServiceMessage, 'sender' | 'sequence'>;
 
 export type MessageHandler = (msg: ServiceMessage, from: Endpoint) => void;
 export type RefusalHandler = (err: ProtocolError, from: Endpoint) => void;
+export type HandlerErrorHandler = (err: unknown, msg: ServiceMessage, from: Endpoint) => void;
 
 export interface ChannelOptions {
   socket: ControlSocket;
@@ -45,7 +46,8 @@ export class ServiceChannel {
   private readonly decodeOptions: DecodeOptions | undefined;
   private handler: MessageHandler = () => undefined;
   private refusalHandler: RefusalHandler = () => undefined;
-  readonly stats = { sent: 0, received: 0, refused: 0, refusedByCode: {} as Record<string, number> };
+  private handlerErrorHandler: HandlerErrorHandler = () => undefined;
+  readonly stats = { sent: 0, received: 0, refused: 0, refusedByCode: {} as Record<string, number>, handlerErrors: 0 };
 
   constructor(opts: ChannelOptions) {
     this.socket = opts.socket;
@@ -65,6 +67,11 @@ export class ServiceChannel {
 
   onRefusal(handler: RefusalHandler): void {
     this.refusalHandler = handler;
+  }
+
+  /** Errors a message handler threw: counted and reported here, so one message cannot stop the process. */
+  onHandlerError(handler: HandlerErrorHandler): void {
+    this.handlerErrorHandler = handler;
   }
 
   /**
@@ -136,7 +143,12 @@ export class ServiceChannel {
         continue;
       }
       this.stats.received++;
-      this.handler(msg, from);
+      try {
+        this.handler(msg, from);
+      } catch (e) {
+        this.stats.handlerErrors++;
+        this.handlerErrorHandler(e, msg, from);
+      }
     }
   }
 

@@ -156,6 +156,18 @@ describe('ForwardingAgent', () => {
     expect(dstOf(agent.out[0]!.packet)).toBe('10.5.5.5:22');
   });
 
+  it('counts a returned packet too large for a batch slot instead of failing on it, and keeps working', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    // ip-packet-only is never signed (docs/protocol.md): anyone who reaches the port can send one
+    const big = tcp('10.9.0.5', 40004, '10.5.5.5', 22, TCP_ACK, { payload: 'x'.repeat(3000) });
+    mgr.ch.send({ type: 'ip-packet-only', packet: big }, agentEp(agent));
+    mgr.ch.send({ type: 'ip-packet-only', packet: tcp('10.9.0.4', 40003, '10.5.5.5', 22, TCP_SYN) }, agentEp(agent));
+    await agent.until(() => agent.out.length === 1, 'the small packet forwarded after the big one');
+    expect(agent.agent.stats.oversizePackets).toBe(1);
+    expect(agent.channel.stats.handlerErrors).toBe(0);
+  });
+
   it('counts malformed control datagrams by reason and keeps working', async () => {
     const agent = await startAgent();
     const mgr = await fakeManager();

@@ -41,6 +41,25 @@ function packet(i: number, len = 64): Uint8Array {
 }
 
 describe('ServiceChannel', () => {
+  it('counts and reports an error a message handler threw, and goes on with the next message', async () => {
+    const a = await channel();
+    const b = await channel();
+    const seen: number[] = [];
+    const errors: string[] = [];
+    b.onMessage((m) => {
+      if (m.type !== 'ip-packet-only') return;
+      if (m.packet[5] === 1) throw new Error('handler failed');
+      seen.push(m.packet[5]!);
+    });
+    b.onHandlerError((err, m) => errors.push(`${m.type}: ${(err as Error).message}`));
+    for (const i of [1, 2]) a.send({ type: 'ip-packet-only', packet: packet(i) }, b.socket.local);
+    const end = Date.now() + 5000;
+    while (seen.length < 1 && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
+    expect(seen).toEqual([2]);
+    expect(errors).toEqual(['ip-packet-only: handler failed']);
+    expect(b.stats.handlerErrors).toBe(1);
+  });
+
   it('splits a burst across datagrams on message boundaries, in order, each message whole', async () => {
     const rx = await channel();
     const tx = await channel();
