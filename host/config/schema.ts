@@ -184,7 +184,8 @@ const replicationSchema = z
   .strictObject({
     /** A batch leaves within this delay, or sooner when batchSize affinities are waiting. */
     flushDelay: duration(0, 1_000).default(1),
-    batchSize: int(1, 4096).default(64),
+    /** At most 1024: a replication message of more entries would not fit one service message (64 KiB). */
+    batchSize: int(1, 1024).default(64),
     /** Unacknowledged batches are resent after this. */
     resendAfter: duration(1, 60_000).default(20),
     /** Every live affinity is re-sent once per period (spread over it). */
@@ -235,7 +236,8 @@ export const healthCheckSchema = z
     /** Consecutive failures to become unhealthy. */
     fall: int(1, 100).default(3),
     /** HTTP only. */
-    path: z.string({ error: 'expected a path' }).startsWith('/', { error: 'expected a path starting with /' }).default('/'),
+    // printable ASCII without spaces: an HTTP request line takes nothing else unescaped
+    path: z.string({ error: 'expected a path' }).regex(/^\/[\x21-\x7e]*$/, { error: 'expected a path starting with / (printable ASCII, no spaces: percent-encode the rest)' }).default('/'),
     expectStatus: int(100, 599).default(200),
     /** Check this port instead of the backend's. */
     port: port().optional(),

@@ -106,14 +106,20 @@ export function probeHttp(
   return new Promise((resolve) => {
     if (signal?.aborted) return resolve({ ok: false, reason: 'aborted' });
     let done = false;
-    const req = http.request({
-      host: address,
-      port,
-      path,
-      method: 'GET',
-      agent: false,
-      headers: { 'user-agent': 'wasmlb-health', connection: 'close' },
-    });
+    let req: http.ClientRequest;
+    try {
+      req = http.request({
+        host: address,
+        port,
+        path,
+        method: 'GET',
+        agent: false,
+        headers: { 'user-agent': 'wasmlb-health', connection: 'close' },
+      });
+    } catch (err) {
+      // a request Node refuses to build (the config checks the path; this is the last guard) fails the probe
+      return resolve({ ok: false, reason: err instanceof Error ? err.message : String(err) });
+    }
     const finish = (result: ProbeResult): void => {
       if (done) return;
       done = true;

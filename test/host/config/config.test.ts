@@ -114,6 +114,22 @@ describe('errors name the file, the line and the key', () => {
     ]);
     expect(e.issues).toHaveLength(4);
   });
+  it('values the processes could not use: a replication batch over one message, an HTTP path with a space', () => {
+    const text = [
+      'managers:',
+      '  - identity: a',
+      '    replication: { batchSize: 4096 }',
+      'vips:',
+      '  - address: 10.0.0.1',
+      '    port: 80',
+      '    healthCheck: { type: http, path: /health check }',
+      '    backends: [{ address: 10.0.1.1 }]',
+    ].join('\n');
+    expect(errorOf(() => parseConfig(text, 'lb.yaml')).message.split('\n')).toEqual([
+      'lb.yaml:3: managers[0].replication.batchSize: expected number ≤ 1024',
+      'lb.yaml:7: vips[0].healthCheck.path: expected a path starting with / (printable ASCII, no spaces: percent-encode the rest), got "/health check"',
+    ]);
+  });
   it('bad addresses, durations and cross-field rules', () => {
     const text = [
       'agent:',

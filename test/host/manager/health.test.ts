@@ -106,6 +106,8 @@ describe('probes', () => {
     const { port, state } = await httpServer();
     expect(await probeHttp('127.0.0.1', port, '/healthz', 200, 500)).toEqual({ ok: true });
     expect(await probeHttp('127.0.0.1', port, '/', 200, 500)).toEqual({ ok: false, reason: 'status 404' });
+    // a path Node will not put in a request line: a failed probe, not a rejected promise
+    expect(await probeHttp('127.0.0.1', port, '/health check', 200, 500)).toMatchObject({ ok: false, reason: expect.stringMatching(/unescaped/i) });
     state.status = 503;
     expect(await probeHttp('127.0.0.1', port, '/healthz', 200, 500)).toEqual({ ok: false, reason: 'status 503' });
     expect(await probeHttp('127.0.0.1', port, '/healthz', 503, 500)).toEqual({ ok: true });
