@@ -51,6 +51,8 @@ interface PeerState {
 export interface RoleStats {
   heartbeatsSent: number;
   heartbeatsReceived: number;
+  /** Heartbeats ignored: their epoch was implausibly far ahead of the wall clock. */
+  implausibleEpochs: number;
   takeovers: number;
   stepDowns: number;
   resyncsRequested: number;
@@ -73,7 +75,7 @@ export interface RoleControllerOptions {
 export class RoleController {
   epoch = 0;
   resyncState: ResyncState = 'none';
-  readonly stats: RoleStats = { heartbeatsSent: 0, heartbeatsReceived: 0, takeovers: 0, stepDowns: 0, resyncsRequested: 0, resyncsCompleted: 0, lastTakeoverMs: null };
+  readonly stats: RoleStats = { heartbeatsSent: 0, heartbeatsReceived: 0, implausibleEpochs: 0, takeovers: 0, stepDowns: 0, resyncsRequested: 0, resyncsCompleted: 0, lastTakeoverMs: null };
   private readonly manager: ServiceManager;
   private readonly channel: ServiceChannel;
   private readonly sender: ReplicationSender;
@@ -216,6 +218,12 @@ export class RoleController {
     if (msg.sender === this.manager.id) return;
     this.stats.heartbeatsReceived++;
     const hb = msg.heartbeat;
+    // Epochs start at the wall clock (seconds since 2020) and grow by one per takeover: one far ahead
+    // comes from a broken or hostile peer, and following it would run the epoch out of its 32 bits.
+    if (hb.epoch > wallClockEpoch() + EPOCH_AHEAD_MAX) {
+      this.stats.implausibleEpochs++;
+      return;
+    }
     let p = this.peers.get(msg.sender);
     if (!p) {
       const domain = this.domainOf.get(msg.sender);
@@ -406,6 +414,9 @@ export class RoleController {
  * it applied before, so a manager pair restarted from epoch 1 would otherwise never be able to cancel a
  * dead peer on an agent that outlived them. Seconds since 2020 (fits u32 until 2156) as a floor.
  */
+/** How far ahead of the wall clock a peer's epoch may be (2^24 takeovers: 194 days of one a second). */
+const EPOCH_AHEAD_MAX = 1 << 24;
+
 function wallClockEpoch(): number {
   return Math.max(0, Math.floor(Date.now() / 1000) - 1_577_836_800);
 }

@@ -1,6 +1,11 @@
 // Kill -9 of the primary under load, and the old primary coming back: real manager processes, a real
 // agent (firmware + UDP) in this process.
+import { readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
+import { parseConfig } from '../../../host/config/index.ts';
+import { securityOf } from '../../../host/manager/run.ts';
+import { ServiceChannel } from '../../../host/transport/channel.ts';
+import { ControlSocket } from '../../../host/transport/udp.ts';
 import { managerId } from '../../../host/manager/manager.ts';
 import { ipToU32, u32ToIp } from '../../../host/protocol/index.ts';
 import { killAll } from '../../support/process.ts';
@@ -112,6 +117,26 @@ describe('failover: kill -9 of the primary', () => {
     await sleep(300);
     expect(stranger.returned).toBe(0);
     await statsWhere(b, (s) => s.flows === 40);
+  });
+
+  it('a heartbeat whose epoch is far ahead of the wall clock is ignored: the takeover still happens, with an epoch that fits', async () => {
+    const { cfg, agent } = await primaryBackupSetup(cleanups);
+    const a = await startManager(cfg.file, 'mgr-a', agent.endpoint);
+    const b = await startManager(cfg.file, 'mgr-b', agent.endpoint, [a.control]);
+    await b.proc.waitForEvent('resync-complete');
+    // a peer holding the key but broken (or hostile): epoch 2^32 - 1, as a primary
+    const socket = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
+    const rogue = new ServiceChannel({ socket, sender: managerId('mgr-rogue'), ...securityOf(parseConfig(readFileSync(cfg.file, 'utf8'))) });
+    cleanups.push(() => rogue.close());
+    for (let i = 0; i < 3; i++) {
+      rogue.send({ type: 'heartbeat', heartbeat: { role: 'primary', resyncState: 'none', epoch: 0xffffffff, backupPrecedence: 200, intervalMs: 50 } }, b.control);
+      await sleep(20);
+    }
+    a.proc.kill('SIGKILL');
+    const t = await b.proc.waitForEvent('takeover', 5000);
+    expect(t['epoch']).toBeLessThan(0xffffffff);
+    await agent.waitNotice();
+    await statsWhere(b, (s) => s.role === 'primary');
   });
 
   it('the old primary comes back as backup (no split brain), resyncs, and with preempt takes over again without moving flows', async () => {
