@@ -43,6 +43,8 @@ export interface AgentOptions {
   identity?: IdentityInfo | undefined;
   /** Called with every fixed affinity installed (or deleted, TTL 0) from an affinity update. */
   onFixedInstalled?: ((e: FixedEntry) => void) | undefined;
+  /** Called with every wildcard affinity the firmware took (installed, refreshed, or deleted with TTL 0). */
+  onWildcardInstalled?: ((w: WireWildcard, sender: number) => void) | undefined;
   /** Called for each control-plane event worth a log line. */
   onEvent?: (event: string, fields: Record<string, unknown>) => void;
   /**
@@ -134,6 +136,7 @@ export class ForwardingAgent {
   private readonly now: () => number;
   private readonly onEvent: (event: string, fields: Record<string, unknown>) => void;
   private readonly onFixedInstalled: ((e: FixedEntry) => void) | undefined;
+  private readonly onWildcardInstalled: ((w: WireWildcard, sender: number) => void) | undefined;
   /** Manager identities (wire sender ids) ↔ firmware owner indices. */
   private readonly owners = new Interner<number>((v) => String(v));
   /** Interest address:port ↔ firmware interest target indices. */
@@ -172,6 +175,7 @@ export class ForwardingAgent {
     this.now = opts.now;
     this.onEvent = opts.onEvent ?? (() => undefined);
     this.onFixedInstalled = opts.onFixedInstalled;
+    this.onWildcardInstalled = opts.onWildcardInstalled;
     this.identity = opts.identity;
     this.resend = opts.resendOnTakeover ?? true;
     this.tickNow = this.now();
@@ -454,8 +458,12 @@ export class ForwardingAgent {
           status = Status.UNSUPPORTED_ACTION;
         }
       }
-      if (status === Status.OK) this.stats.wildcardsInstalled++;
-      else {
+      if (status === Status.OK) {
+        this.stats.wildcardsInstalled++;
+        this.onWildcardInstalled?.(e.affinity, msg.sender);
+      } else if (status === Status.NOT_FOUND && e.affinity.ttlMs === 0) {
+        this.onWildcardInstalled?.(e.affinity, msg.sender); // already gone: gone all the same
+      } else {
         denied.push({ segmentType: SegmentType.WildcardAffinity, offset: 0, reason: STATUS_TO_DENY[status] ?? DenyReason.BadArgument });
         refused.push(e.affinity);
       }

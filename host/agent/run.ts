@@ -18,7 +18,7 @@
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Worker } from 'node:worker_threads';
-import { u32ToIp, type MessageOf, type ServiceMessage } from '../protocol/index.ts';
+import { u32ToIp, type MessageOf, type ServiceMessage, type WildcardAffinity as WireWildcard } from '../protocol/index.ts';
 import type { WasmlbConfig } from '../config/index.ts';
 import { securityOf } from '../manager/run.ts';
 import { managerId } from '../manager/manager.ts';
@@ -31,6 +31,7 @@ import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
 import { ForwardingAgent, TAKEOVER_NOTICE, type AgentStats } from './agent.ts';
 import { ForwardingFirmware } from './wasm.ts';
+import { ttlSeconds } from './affinity.ts';
 
 export class AgentRunError extends Error {
   constructor(
@@ -52,23 +53,24 @@ const VIP_CHECK_MS = 50;
 // ---- advertised VIPs ------------------------------------------------------------------------------------
 
 /**
- * The VIPs advertised by live wildcard affinities, mirrored on the host side from the wildcard updates the
- * agent receives (the firmware has no listing call): a wildcard with a destination prefix and a destination
- * port is a VIP (clients → VIP); the return-direction wildcards (backend → any client) are not. An entry
- * lives for its TTL, goes with TTL 0, and with a takeover notice for its manager.
+ * The VIPs advertised by live wildcard affinities, mirrored on the host side from the wildcards the
+ * firmware took (the firmware has no listing call; one it refused advertises nothing): a wildcard with a
+ * destination prefix and a destination port is a VIP (clients → VIP); the return-direction wildcards
+ * (backend → any client) are not, nor is one whose destination mask is not a prefix (no route can say
+ * it). An entry lives for the TTL the firmware gave it, goes with TTL 0, and with a takeover notice for
+ * its manager.
  */
 export class AdvertisedVips {
   private readonly live = new Map<string, { sender: number; prefix: string; expiresMs: number }>();
 
-  onWildcards(msg: MessageOf<'affinity-update-wildcard'>, nowMs: number): void {
-    for (const { affinity: a } of msg.wildcards) {
-      if (a.dstMask === 0 || a.dstPort === 0) continue;
-      const len = popcount(a.dstMask >>> 0);
-      const prefix = `${u32ToIp((a.dstAddr & a.dstMask) >>> 0)}/${len}`;
-      const key = `${msg.sender}|${a.protocol}|${a.srcAddr}/${a.srcMask}|${prefix}:${a.dstPort}`;
-      if (a.ttlMs === 0) this.live.delete(key);
-      else this.live.set(key, { sender: msg.sender, prefix, expiresMs: nowMs + a.ttlMs });
-    }
+  /** A wildcard the firmware installed, refreshed or deleted (agent's onWildcardInstalled). */
+  onWildcard(a: WireWildcard, sender: number, nowMs: number): void {
+    const mask = a.dstMask >>> 0;
+    if (mask === 0 || a.dstPort === 0 || !isPrefixMask(mask)) return;
+    const prefix = `${u32ToIp((a.dstAddr & mask) >>> 0)}/${popcount(mask)}`;
+    const key = `${sender}|${a.protocol}|${a.srcAddr}/${a.srcMask}|${prefix}:${a.dstPort}`;
+    if (a.ttlMs === 0) this.live.delete(key);
+    else this.live.set(key, { sender, prefix, expiresMs: nowMs + ttlSeconds(a.ttlMs) * 1000 });
   }
 
   /** Every wildcard of manager `sender` is gone (takeover notice). */
@@ -85,6 +87,12 @@ export class AdvertisedVips {
     }
     return [...out].sort();
   }
+}
+
+/** Ones then zeros (a.b.c.d/len), as a route needs. */
+function isPrefixMask(mask: number): boolean {
+  const inv = ~mask >>> 0;
+  return ((inv + 1) & inv) >>> 0 === 0;
 }
 
 function popcount(v: number): number {
@@ -170,6 +178,7 @@ export class QueueAgent {
       multicast = new ServiceChannel({ socket: msock, sender: opts.sender, ...sec });
     }
     const now = (): number => Math.floor(performance.now());
+    let qa: QueueAgent | null = null;
     const agent = new ForwardingAgent({
       firmware: fw,
       control: channel,
@@ -177,8 +186,9 @@ export class QueueAgent {
       now,
       holdQueue: { size: cfg.holdQueue.size, deadlineMs: cfg.holdQueue.deadline },
       onEvent: opts.onEvent,
+      onWildcardInstalled: (w, sender) => qa?.vips.onWildcard(w, sender, now()),
     });
-    const qa = new QueueAgent(opts, fw, agent, channel, multicast, sec.verifier);
+    qa = new QueueAgent(opts, fw, agent, channel, multicast, sec.verifier);
     // The agent registered itself as the channels' handler; route through ours to see wildcards pass.
     channel.onMessage((m, from) => qa.onControl(m, from));
     multicast?.onMessage((m, from) => qa.onControl(m, from));
@@ -226,7 +236,6 @@ export class QueueAgent {
   private onControl(msg: ServiceMessage, from: Endpoint): void {
     const now = Math.floor(performance.now());
     if (msg.type === 'affinity-update-fixed' && this.opts.onFixedUpdate) this.opts.onFixedUpdate({ ...msg, packet: undefined }, from);
-    if (msg.type === 'affinity-update-wildcard') this.vips.onWildcards(msg, now);
     const notices = this.agent.stats.takeoverNotices;
     this.agent.handleMessage(msg, from);
     if (msg.type === 'heartbeat' && this.agent.stats.takeoverNotices !== notices && msg.identity?.hostName === TAKEOVER_NOTICE) {
@@ -457,7 +466,7 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       vipsByQueue[index] = prefixes;
       if (opts.queues > 1) log.info({ event: 'queue_vips', queue: index, vips: prefixes });
       const everywhere = vipsByQueue[0]!.filter((v) => vipsByQueue.every((q) => q.includes(v)));
-      const lines = vipRoutes.update(everywhere);
+      const lines = vipRoutes.update(everywhere, (command, error) => log.error({ event: 'route_failed', command, error }));
       if (lines.length > 0) {
         netconf(lines, 'VIP routes');
         log.info({ event: 'vips', vips: vipRoutes.routed() });

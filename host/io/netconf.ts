@@ -152,19 +152,29 @@ export class VipRoutes {
     checkIfname(device);
   }
 
-  /** Makes the routed set equal to `vips` (addresses or prefixes); returns the command lines it produced. */
-  update(vips: Iterable<string>): string[] {
+  /**
+   * Makes the routed set equal to `vips` (addresses or prefixes); returns the command lines it produced.
+   * A command that fails (the kernel refuses a route, someone removed one) is reported to `onError`, not
+   * thrown: a route not added stays out of the set (tried again at the next update), one not deleted
+   * leaves it all the same.
+   */
+  update(vips: Iterable<string>, onError: (line: string, message: string) => void = () => undefined): string[] {
     const want = new Set<string>();
     for (const v of vips) want.add(v.includes('/') ? checkCidr(v) : `${checkCidr(v)}/32`);
-    const add = [...want].filter((v) => !this.live.has(v));
-    const del = [...this.live].filter((v) => !want.has(v));
-    const cmds = [
-      ...routeCommands(this.device, add, 'add', this.opts.netns),
-      ...routeCommands(this.device, del, 'del', this.opts.netns),
-    ];
-    const lines = runCommands(cmds, { dryRun: !this.opts.apply });
-    for (const v of add) this.live.add(v);
-    for (const v of del) this.live.delete(v);
+    const lines: string[] = [];
+    const apply = (prefix: string, op: 'add' | 'del'): void => {
+      const cmds = routeCommands(this.device, [prefix], op, this.opts.netns);
+      try {
+        lines.push(...runCommands(cmds, { dryRun: !this.opts.apply }));
+        if (op === 'add') this.live.add(prefix);
+      } catch (err) {
+        if (!(err instanceof NetconfError)) throw err;
+        onError(formatCommand(cmds[0]!), err.message);
+      }
+      if (op === 'del') this.live.delete(prefix);
+    };
+    for (const v of want) if (!this.live.has(v)) apply(v, 'add');
+    for (const v of [...this.live]) if (!want.has(v)) apply(v, 'del');
     return lines;
   }
 

@@ -292,6 +292,12 @@ describe.skipIf(reason !== null)('TunDevice on a real kernel device', () => {
       ]);
       expect(routes()).toBe('10.99.100.2,10.99.100.3');
       expect(vips.update(['10.99.100.3', '10.99.100.2'])).toEqual([]); // nothing changed, nothing run
+      // someone removed a route behind our back: its del fails, is reported, and the set moves on
+      run(['ip', '-n', NS, 'route', 'del', '10.99.100.3/32', 'dev', 'wlbt7']);
+      const errors: string[] = [];
+      expect(vips.update(['10.99.100.2'], (line) => errors.push(line))).toEqual([]);
+      expect(errors).toEqual([`ip -n ${NS} route del 10.99.100.3/32 dev wlbt7`]);
+      expect(vips.routed()).toEqual(['10.99.100.2/32']);
       vips.clear();
       expect(routes()).toBe('');
     } finally {
