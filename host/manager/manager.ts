@@ -423,7 +423,9 @@ export class ServiceManager {
       this.stats.vipRemoved++;
     } else if (vip) {
       // Client → VIP: the flow's backend (duplicate SYNs and retransmits keep theirs), or a new pick.
-      const admission = admitFlow(this.store, vip.balancer, key, this.cfg.mode, this.identity);
+      // a TCP segment without SYN opens no connection (no packet attached: treated as opening one)
+      const opens = key.proto !== 6 || !msg.packet || (tcpFlags(msg.packet) & 0x02) !== 0;
+      const admission = admitFlow(this.store, vip.balancer, key, this.cfg.mode, this.identity, opens);
       if (admission.kind === 'new') {
         this.stats.newFlows++;
         update = admission.update;
@@ -453,7 +455,7 @@ export class ServiceManager {
    * the client is this backend, else none); a RST is not adopted (that flow is ending).
    */
   private adoptReturn(key: FlowKey, packet: Uint8Array | undefined): AffinityUpdate | null {
-    if (this.cfg.mode !== 'nat' || (key.proto === 6 && isTcpReset(packet))) return null;
+    if (this.cfg.mode !== 'nat' || (key.proto === 6 && tcpFlags(packet) & 0x04)) return null;
     const clientKeyOf = (vip: Vip): FlowKey => ({ proto: key.proto, srcIp: key.dstIp, srcPort: key.dstPort, dstIp: vip.ip, dstPort: vip.port });
     let candidates: { vip: Vip; backend: Backend }[] = [];
     for (const vip of this.vips) {
@@ -586,9 +588,9 @@ export function parsePrefix(prefix: string): [number, number] {
   return [(ipToU32(addr!) & mask) >>> 0, mask];
 }
 
-/** True when `packet` (IPv4, as attached to an interest match) is a TCP segment with RST set. */
-function isTcpReset(packet: Uint8Array | undefined): boolean {
-  if (!packet || packet.length < 20) return false;
+/** The TCP flags of `packet` (IPv4, as attached to an interest match); 0 when there are none to read. */
+function tcpFlags(packet: Uint8Array | undefined): number {
+  if (!packet || packet.length < 20) return 0;
   const l4 = (packet[0]! & 15) * 4;
-  return packet.length > l4 + 13 && (packet[l4 + 13]! & 0x04) !== 0;
+  return packet.length > l4 + 13 ? packet[l4 + 13]! : 0;
 }

@@ -389,6 +389,20 @@ export class AffinityStore {
   }
 
   /**
+   * A closing flow whose connection goes on (a packet that opens nothing, after the sticky time): active
+   * again on the same backend, with a fresh expiry. Unknown key: null.
+   */
+  reopen(key: FlowKey): AffinityUpdate | null {
+    const record = this.find(key);
+    if (!record) return null;
+    record.state = 'active';
+    record.expiresAt = this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs;
+    record.version = ++this.versionClock;
+    this.siftDown(record.heapIndex);
+    return { flow: record, agentTtlMs: this.timers.agentFixedTtlMs };
+  }
+
+  /**
    * FIN or RST interest match: the flow becomes closing and lives for the sticky time on the
    * agent (plus the slack here). A second FIN/RST never extends it. Unknown key: null.
    */
@@ -619,7 +633,8 @@ export type Admission =
   | { readonly kind: 'conflict'; readonly backend: Backend };
 
 /**
- * Looks the key up first (stickiness; a closing flow past its sticky time does not count), else asks the balancer, stores the flow and commits it on
+ * Looks the key up first (stickiness; a closing flow past its sticky time counts only for a packet that
+ * does not open a connection), else asks the balancer, stores the flow and commits it on
  * the balancer. The returned update is what to send to the agent (both directions, with its TTL).
  */
 export function admitFlow(
@@ -628,11 +643,15 @@ export function admitFlow(
   key: FlowKey,
   mode: ForwardingMode,
   owner: string,
+  opensConnection = true,
 ): Admission {
   const renewed = store.renew(key);
   if (renewed) {
     if (renewed.flow.state === 'active' || renewed.agentTtlMs > 0) return { kind: 'existing', update: renewed };
-    // A closing flow past its sticky time: the key is being reused by a new connection.
+    // A closing flow past its sticky time. A packet that opens a connection (a SYN) reuses the key for a
+    // new one: a new pick. Any other packet is the old connection going on (the client reconnected from
+    // the same port within the sticky time, or a late segment): it keeps its backend.
+    if (!opensConnection) return { kind: 'existing', update: store.reopen(key)! };
     store.remove(key);
     balancer.onFlowEnd(renewed.flow.backend);
   }

@@ -114,6 +114,21 @@ describe('agent ↔ manager over UDP', () => {
     await agent.until(() => agent.fw.lookupFixed(key, Math.floor(performance.now())) === null, 'sticky expiry', 4000);
   });
 
+  it('a connection that goes on past the sticky time keeps its backend (a client that reconnected from the same port)', async () => {
+    const { agent } = await setup(config());
+    const key = { proto: 6, saddr: ip('10.9.3.7'), sport: 42007, daddr: ip(VIP), dport: 80 };
+    const [syn] = await agent.forward(1, tcp('10.9.3.7', 42007, VIP, 80, TCP_SYN));
+    const backend = dstOf(syn!.packet);
+    await agent.forward(1, tcp('10.9.3.7', 42007, VIP, 80, TCP_FIN | TCP_ACK));
+    await agent.until(() => agent.fw.counter('FIXED_UPDATES') >= 2n, 'the sticky update');
+    await agent.until(() => agent.fw.lookupFixed(key, Math.floor(performance.now())) === null, 'sticky expiry at the agent', 4000);
+    // past the sticky time (1 s), before the manager forgets the flow (sticky + 1 s slack): round robin
+    // would pick the next backend for a new flow; this is the same connection's ACK
+    await new Promise((r) => setTimeout(r, 300));
+    const [ack] = await agent.forward(1, tcp('10.9.3.7', 42007, VIP, 80, TCP_ACK, { payload: 'more' }));
+    expect(dstOf(ack!.packet)).toBe(backend);
+  });
+
   it('gives no new flows to a backend whose health check fails', async () => {
     const up = net.createServer((s) => s.destroy());
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));

@@ -317,6 +317,16 @@ describe('the new-flow path (store first, then balancer)', () => {
     clock.advance(1_999);
     expect(admitFlow(store, lb, clientKey(4), 'nat', 'a')).toMatchObject({ kind: 'existing', update: { agentTtlMs: 1 } });
     clock.advance(1);
+    // a packet that opens nothing (the connection going on) keeps the backend, active again
+    const goesOn = admitFlow(store, lb, clientKey(5), 'nat', 'a');
+    store.close(clientKey(5), 'rst');
+    clock.advance(2_000);
+    const kept = admitFlow(store, lb, clientKey(5), 'nat', 'a', false);
+    expect(kept).toMatchObject({ kind: 'existing', update: { agentTtlMs: 10_000, flow: { state: 'active' } } });
+    if (kept.kind === 'existing' && goesOn.kind === 'new') expect(kept.update.flow.backend).toBe(goesOn.update.flow.backend);
+    store.remove(clientKey(5));
+    if (goesOn.kind === 'new') lb.onFlowEnd(goesOn.update.flow.backend);
+    // a SYN (the default) reuses the key for a new connection: a new pick
     const reused = admitFlow(store, lb, clientKey(4), 'nat', 'a');
     expect(reused.kind).toBe('new');
     if (reused.kind === 'new' && c.kind === 'new') expect(reused.update.flow).not.toBe(c.update.flow);
