@@ -151,16 +151,14 @@ export class ServiceManager {
   private makeVip(v: VipConfig): Vip {
     const backends = v.backends.map((b) => makeBackend(b.address, b.port, b.weight));
     const balancer = createBalancer(this.cfg.balancer, backends);
-    let health: HealthMonitor | null = null;
-    if (v.healthCheck.type !== 'none') {
-      health = new HealthMonitor(backends, healthOptionsOf(v.healthCheck));
-      health.onChange((c) => {
-        balancer.setHealth(c.id, c.healthy);
-        this.onEvent('health', { backend: c.id, healthy: c.healthy, reason: c.reason, vip: `${v.address}:${v.port}` });
-        if (!c.healthy && v.unhealthyFlows === 'remove') this.removeBackendFlows(c.id);
-      });
-    }
-    return { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, draining: [], removed: false, health };
+    const health = v.healthCheck.type !== 'none' ? new HealthMonitor(backends, healthOptionsOf(v.healthCheck)) : null;
+    const vip: Vip = { config: v, proto: v.protocol === 'udp' ? 17 : 6, ip: ipToU32(v.address), port: v.port, balancer, backends, draining: [], removed: false, health };
+    health?.onChange((c) => {
+      balancer.setHealth(c.id, c.healthy);
+      this.onEvent('health', { backend: c.id, healthy: c.healthy, reason: c.reason, vip: `${v.address}:${v.port}` });
+      if (!c.healthy && v.unhealthyFlows === 'remove') this.removeBackendFlows(vip, c.id);
+    });
+    return vip;
   }
 
   /** Starts wildcard refresh, store expiry and health checks. */
@@ -563,8 +561,9 @@ export class ServiceManager {
     return this.vips.find((v) => v.proto === proto && v.ip === ip && v.port === port);
   }
 
-  private removeBackendFlows(backendId: string): void {
-    const victims = [...this.store.entries()].filter((f) => f.backend.id === backendId);
+  /** The flows of this VIP on that backend (another VIP sharing the backend keeps its own). */
+  private removeBackendFlows(vip: Vip, backendId: string): void {
+    const victims = [...this.store.entries()].filter((f) => f.backend.id === backendId && f.proto === vip.proto && f.vipIp === vip.ip && f.vipPort === vip.port);
     for (const f of victims) {
       const a = flowAffinities(f);
       this.store.remove(a.toBackend.key);

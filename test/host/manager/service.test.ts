@@ -149,6 +149,33 @@ describe('agent ↔ manager over UDP', () => {
     }
   });
 
+  it('with unhealthyFlows: remove, a failed backend loses the flows of that VIP only (another VIP sharing it keeps its own)', async () => {
+    const server = net.createServer((sock) => sock.destroy());
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    let closed = false;
+    cleanups.push(() => (closed ? undefined : new Promise((r) => server.close(r))));
+    const vips = [
+      `  - { address: ${VIP}, port: 80, backends: [{ address: 127.0.0.1, port: ${port} }], unhealthyFlows: remove,`,
+      `      healthCheck: { type: tcp, interval: 50ms, timeout: 40ms, rise: 1, fall: 1 } }`,
+      `  - { address: 10.0.0.101, port: 80, backends: [{ address: 127.0.0.1, port: ${port} }] }`,
+    ].join('\n');
+    const { agent, manager } = await setup(config({ vips }));
+    const keyA = { proto: 6, saddr: ip('10.9.13.1'), sport: 43100, daddr: ip(VIP), dport: 80 };
+    const keyB = { proto: 6, saddr: ip('10.9.13.2'), sport: 43101, daddr: ip('10.0.0.101'), dport: 80 };
+    await agent.forward(1, tcp('10.9.13.1', 43100, VIP, 80, TCP_SYN));
+    await agent.forward(1, tcp('10.9.13.2', 43101, '10.0.0.101', 80, TCP_SYN));
+    const now = (): number => Math.floor(performance.now());
+    expect(agent.fw.lookupFixed(keyA, now())).not.toBeNull();
+    expect(agent.fw.lookupFixed(keyB, now())).not.toBeNull();
+    await new Promise((r) => server.close(r));
+    closed = true;
+    await manager.waitFor((e) => e.event === 'health' && e['healthy'] === false, 5000);
+    await agent.until(() => agent.fw.lookupFixed(keyA, now()) === null, 'the flow of the VIP that removes', 3000);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(agent.fw.lookupFixed(keyB, now())).not.toBeNull();
+  });
+
   it('refreshes wildcards while the manager lives; they expire after it dies', async () => {
     const { agent, manager } = await setup(config());
     const installsBefore = agent.fw.counter('WILDCARD_INSTALLS') + agent.fw.counter('WILDCARD_UPDATES');
