@@ -32,8 +32,9 @@ export interface ManagerRunOptions {
 
 /**
  * What a reload does not apply that differs between the configuration the manager runs with and the
- * file now: this manager's own settings by key (`managers[a].timers`), `security`, `agent`. Names only
- * (no values: keys live there).
+ * file now: this manager's own settings by key (`managers[a].timers`), `security`, `agent`, and the
+ * settings of a VIP other than its backends (`vips[10.0.0.1:80].healthCheck`). Names only (no values:
+ * keys live there).
  */
 export function settingsNeedingRestart(running: WasmlbConfig, next: WasmlbConfig, identity: string): string[] {
   const was = running.managers.find((m) => m.identity === identity) as Record<string, unknown> | undefined;
@@ -42,6 +43,14 @@ export function settingsNeedingRestart(running: WasmlbConfig, next: WasmlbConfig
   const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
   const out = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => !same(was[k], now[k])).map((k) => `managers[${identity}].${k}`);
   for (const k of ['security', 'agent'] as const) if (!same(running[k], next[k])) out.push(k);
+  // a VIP's settings other than its backends (health check, unhealthyFlows, …)
+  const idOf = (v: WasmlbConfig['vips'][number]): string => `${v.protocol}/${v.address}:${v.port}`;
+  const before = new Map(running.vips.map((v) => [idOf(v), v as Record<string, unknown>]));
+  for (const v of next.vips as Record<string, unknown>[]) {
+    const old = before.get(idOf(v as WasmlbConfig['vips'][number]));
+    if (!old) continue;
+    for (const k of Object.keys(v)) if (k !== 'backends' && !same(old[k], v[k])) out.push(`vips[${String(v['address'])}:${String(v['port'])}].${k}`);
+  }
   return out;
 }
 

@@ -342,10 +342,15 @@ describe('manager configuration reload (SIGHUP)', () => {
     const [placed] = await agent.forward(1, tcp('10.9.11.1', 49000, VIP, 80, TCP_SYN));
     const placedOn = dstOf(placed!.packet);
 
-    // VIP .100 leaves the file, and a timer changes (read at start only: named, not applied)
-    writeFileSync(cfg.file, withMetrics(config({ vips: two.split('\n')[1]!, timers: 'wildcardRefresh: 200ms, wildcardTtl: 1s, fixedTtl: 2s, expirySlack: 1s, sticky: 5s' })));
+    // VIP .100 leaves the file; a timer and .101's health check change (read at start only: named, not applied)
+    const kept = two.split('\n')[1]!.replace(/ }$/, ', healthCheck: { type: tcp } }');
+    writeFileSync(cfg.file, withMetrics(config({ vips: kept, timers: 'wildcardRefresh: 200ms, wildcardTtl: 1s, fixedTtl: 2s, expirySlack: 1s, sticky: 5s' })));
     manager.kill('SIGHUP');
-    expect(await manager.waitForEvent('reloaded')).toMatchObject({ changed: [], removed: [`${VIP}:80`], restartNeeded: ['managers[mgr-test].timers'] });
+    expect(await manager.waitForEvent('reloaded')).toMatchObject({
+      changed: [],
+      removed: [`${VIP}:80`],
+      restartNeeded: ['managers[mgr-test].timers', 'vips[10.0.0.101:80].healthCheck'],
+    });
     // the placed flow keeps its backend, also when the agent has to ask again (its affinity gone)
     agent.fw.deleteFixed({ proto: 6, saddr: ip('10.9.11.1'), sport: 49000, daddr: ip(VIP), dport: 80 });
     const [again] = await agent.forward(1, tcp('10.9.11.1', 49000, VIP, 80, TCP_ACK));
