@@ -449,6 +449,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
             fw.writePacket(n++, p);
             if (n === batchMax) await flush();
           }
+          // Before the reader's next await: a manager's answer handled then runs its packet through the
+          // batch slots from 0, over a batch still being filled.
+          await flush();
           opts.onProgress?.(Math.min(inputSize * (round + 1), batch.fileOffset + (batch.spanEnd - batch.spanStart) + inputSize * round), inputSize * opts.loop);
         }
       } finally {
