@@ -512,11 +512,11 @@ export class ForwardingFirmware {
     const v = this.view;
     const c = this.ctl;
     this.ctlBytes.fill(0);
-    v.setUint32(c + C.SADDR, k.saddr >>> 0, true);
-    v.setUint32(c + C.DADDR, k.daddr >>> 0, true);
-    v.setUint16(c + C.SPORT, k.sport, true);
-    v.setUint16(c + C.DPORT, k.dport, true);
-    v.setUint8(c + C.PROTO, k.proto);
+    v.setUint32(c + C.SADDR, addr('saddr', k.saddr), true);
+    v.setUint32(c + C.DADDR, addr('daddr', k.daddr), true);
+    v.setUint16(c + C.SPORT, uint('sport', k.sport, 0xffff), true);
+    v.setUint16(c + C.DPORT, uint('dport', k.dport, 0xffff), true);
+    v.setUint8(c + C.PROTO, uint('proto', k.proto, 0xff));
   }
 
   private writeActions(a: AffinityActions, ttlSec: number, owner: number): void {
@@ -537,22 +537,22 @@ export class ForwardingFirmware {
       if (interest.data) bits |= Action.INTEREST_DATA;
       if (interest.copy) bits |= Action.INTEREST_COPY;
       if (interest.hold) bits |= Action.INTEREST_HOLD;
-      v.setUint16(c + C.INTEREST_MASK, interest.mask, true);
-      v.setUint16(c + C.INTEREST_TARGET, interest.target, true);
+      v.setUint16(c + C.INTEREST_MASK, uint('interest.mask', interest.mask, 0xffff), true);
+      v.setUint16(c + C.INTEREST_TARGET, uint('interest.target', interest.target, 0xffff), true);
     }
     v.setUint16(c + C.ACTIONS, bits, true);
-    v.setUint32(c + C.TTL, ttlSec >>> 0, true);
-    v.setUint16(c + C.OWNER, owner, true);
-    if (natSrcAddr !== undefined) v.setUint32(c + C.NAT_SRC_ADDR, natSrcAddr >>> 0, true);
-    if (natSrcPort !== undefined) v.setUint16(c + C.NAT_SRC_PORT, natSrcPort, true);
-    if (natDstAddr !== undefined) v.setUint32(c + C.NAT_DST_ADDR, natDstAddr >>> 0, true);
-    if (natDstPort !== undefined) v.setUint16(c + C.NAT_DST_PORT, natDstPort, true);
-    if (dispatch !== undefined) v.setUint32(c + C.FORWARD_IP, dispatch >>> 0, true);
+    v.setUint32(c + C.TTL, uint('ttlSec', ttlSec, 0xffffffff), true);
+    v.setUint16(c + C.OWNER, uint('owner', owner, 0xffff), true);
+    if (natSrcAddr !== undefined) v.setUint32(c + C.NAT_SRC_ADDR, addr('natSrcAddr', natSrcAddr), true);
+    if (natSrcPort !== undefined) v.setUint16(c + C.NAT_SRC_PORT, uint('natSrcPort', natSrcPort, 0xffff), true);
+    if (natDstAddr !== undefined) v.setUint32(c + C.NAT_DST_ADDR, addr('natDstAddr', natDstAddr), true);
+    if (natDstPort !== undefined) v.setUint16(c + C.NAT_DST_PORT, uint('natDstPort', natDstPort, 0xffff), true);
+    if (dispatch !== undefined) v.setUint32(c + C.FORWARD_IP, addr('dispatch', dispatch), true);
     if (seqAdjust !== undefined) {
-      v.setUint32(c + C.SEQ_INIT, seqAdjust.seqInit >>> 0, true);
-      v.setUint32(c + C.SEQ_DELTA, seqAdjust.seqDelta >>> 0, true);
-      v.setUint32(c + C.ACK_INIT, seqAdjust.ackInit >>> 0, true);
-      v.setUint32(c + C.ACK_DELTA, seqAdjust.ackDelta >>> 0, true);
+      v.setUint32(c + C.SEQ_INIT, addr('seqAdjust.seqInit', seqAdjust.seqInit), true);
+      v.setUint32(c + C.SEQ_DELTA, addr('seqAdjust.seqDelta', seqAdjust.seqDelta), true);
+      v.setUint32(c + C.ACK_INIT, addr('seqAdjust.ackInit', seqAdjust.ackInit), true);
+      v.setUint32(c + C.ACK_DELTA, addr('seqAdjust.ackDelta', seqAdjust.ackDelta), true);
     }
   }
 
@@ -617,10 +617,10 @@ export class ForwardingFirmware {
     const v = this.view;
     const c = this.ctl;
     if (w.advertise) v.setUint16(c + C.ACTIONS, v.getUint16(c + C.ACTIONS, true) | Action.ADVERTISE, true);
-    v.setUint32(c + C.SMASK, w.smask >>> 0, true);
-    v.setUint32(c + C.DMASK, w.dmask >>> 0, true);
-    v.setUint16(c + C.SERVICE_PREC, w.servicePrecedence, true);
-    v.setUint16(c + C.BACKUP_PREC, w.backupPrecedence, true);
+    v.setUint32(c + C.SMASK, addr('smask', w.smask), true);
+    v.setUint32(c + C.DMASK, addr('dmask', w.dmask), true);
+    v.setUint16(c + C.SERVICE_PREC, uint('servicePrecedence', w.servicePrecedence, 0xffff), true);
+    v.setUint16(c + C.BACKUP_PREC, uint('backupPrecedence', w.backupPrecedence, 0xffff), true);
     v.setUint8(c + C.PREC_FLAGS, w.searchFirst ? 1 : 0);
     return this.raw.installWildcard(nowMs) as StatusCode;
   }
@@ -754,4 +754,16 @@ export class ForwardingFirmware {
       servicePrecedence: this.servicePrecedence(i),
     };
   }
+}
+
+/** An integer field of the control record in 0..max, else BAD_ARGUMENT (a DataView setter would wrap it). */
+function uint(name: string, v: number, max: number): number {
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new FirmwareError(Status.BAD_ARGUMENT, `${name} ${v} is not an integer in 0..${max}`);
+  return v;
+}
+
+/** A 32-bit word (address, mask, sequence number): signed or unsigned, as bit operations leave it. */
+function addr(name: string, v: number): number {
+  if (!Number.isInteger(v) || v < -0x80000000 || v > 0xffffffff) throw new FirmwareError(Status.BAD_ARGUMENT, `${name} ${v} is not a 32-bit value`);
+  return v >>> 0;
 }

@@ -69,6 +69,27 @@ describe('fixed affinity TTL and expiry', () => {
   });
 });
 
+describe('arguments out of range', () => {
+  it('are refused with BAD_ARGUMENT before they reach the firmware, and change nothing', async () => {
+    const fw = await loadSmall();
+    fw.installWildcard(vipWildcard({ ttlSec: 1000 }), NOW);
+    expect(fw.installFixed(fixed(), NOW)).toBe(Status.OK);
+    const bad: Array<Partial<FixedAffinity>> = [
+      { sport: 70000 }, { dport: -1 }, { proto: 256 }, { ttlSec: Number.NaN }, { ttlSec: 1.5 }, { natDstPort: -1 },
+      { natDstAddr: 2 ** 32 }, { owner: 65536 }, { interest: { mask: 1 << 16, target: 0 } },
+    ];
+    for (const over of bad) {
+      expect(() => fw.installFixed(fixed(over), NOW), JSON.stringify(over)).toThrow(FirmwareError);
+    }
+    // the affinity installed before is there as it was (a NaN TTL used to become 0: a delete)
+    expect(fw.lookupFixed(key, NOW)?.natDstAddr).toBe(ipv4('10.1.0.7'));
+    expect(() => fw.installWildcard(vipWildcard({ dmask: -(2 ** 32) }), NOW)).toThrow(FirmwareError);
+    // addresses from bit operations may be negative: the same 32 bits
+    expect(fw.installFixed(fixed({ natDstAddr: ipv4('200.1.0.7') | 0 }), NOW)).toBe(Status.OK);
+    expect(fw.lookupFixed(key, NOW)?.natDstAddr).toBe(ipv4('200.1.0.7'));
+  });
+});
+
 describe('supporting wildcard, capabilities', () => {
   it('a fixed affinity needs a live wildcard matching either direction', async () => {
     const fw = await loadSmall();
