@@ -57,6 +57,9 @@ export interface AgentOptions {
   resendOnTakeover?: boolean;
 }
 
+/** The interest target of an affinity being deleted: none needed, none taken. */
+const noTarget = (): number => 0;
+
 /** Packets kept for a resend after a takeover: at most this many flows and bytes (a flood of large first
  *  packets must not grow the heap), each for at most this long. */
 const UNANSWERED_MAX = 4096;
@@ -442,16 +445,19 @@ export class ForwardingAgent {
   }
 
   private applyWildcards(msg: MessageOf<'affinity-update-wildcard'>, from: Endpoint): void {
-    const owner = this.ownerOf(msg.sender);
+    // Owner and interest target indices are never freed: only an install takes new ones (an update that
+    // only deletes, or is empty, must not use up the tables).
+    const owner = msg.wildcards.some((e) => e.affinity.ttlMs > 0) ? this.ownerOf(msg.sender) : this.owners.find(msg.sender);
     this.keepInterestData(owner, msg.managerInterestData);
     const denied: DeniedSegment[] = [];
     const refused: WireWildcard[] = [];
     for (const e of msg.wildcards) {
       let status: number;
-      if (owner === undefined) status = Status.TABLE_FULL;
+      const remove = e.affinity.ttlMs === 0;
+      if (owner === undefined) status = remove ? Status.NOT_FOUND : Status.TABLE_FULL;
       else {
         try {
-          const actions = firmwareActions(e.actions, (t) => this.internTarget(ipToU32(t.address), t.port), u32ToIp);
+          const actions = remove ? {} : firmwareActions(e.actions, (t) => this.internTarget(ipToU32(t.address), t.port), u32ToIp);
           status = this.firmware.installWildcard(firmwareWildcard(e, owner, msg.servicePrecedence, msg.backupPrecedence, actions), this.now());
         } catch (err) {
           if (!(err instanceof UnsupportedActionError)) throw err;
@@ -472,7 +478,8 @@ export class ForwardingAgent {
   }
 
   private applyFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
-    const owner = this.ownerOf(msg.sender);
+    // as for wildcards: only an install takes new owner and interest target indices
+    const owner = msg.fixed.some((e) => e.affinity.ttlMs > 0) ? this.ownerOf(msg.sender) : this.owners.find(msg.sender);
     this.keepInterestData(owner, msg.managerInterestData);
     let denied: DeniedSegment[] | null = null;
     let refused: WireFixed[] | null = null;
@@ -481,10 +488,11 @@ export class ForwardingAgent {
     for (let i = 0; i < fixed.length; i++) {
       const e = fixed[i]!;
       let status: number;
-      if (owner === undefined) status = Status.TABLE_FULL;
+      const remove = e.affinity.ttlMs === 0;
+      if (owner === undefined) status = remove ? Status.NOT_FOUND : Status.TABLE_FULL;
       else {
         try {
-          status = this.firmware.installFixed(firmwareFixedEntry(e, owner, this.internTarget), this.now());
+          status = this.firmware.installFixed(firmwareFixedEntry(e, owner, remove ? noTarget : this.internTarget), this.now());
         } catch (err) {
           if (!(err instanceof UnsupportedActionError)) throw err;
           status = Status.UNSUPPORTED_ACTION;

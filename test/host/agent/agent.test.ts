@@ -5,7 +5,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ipToU32, type ServiceMessage } from '../../../host/protocol/index.ts';
 import { ServiceChannel } from '../../../host/transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../../../host/transport/udp.ts';
-import { TAKEOVER_NOTICE } from '../../../host/agent/agent.ts';
+import { ForwardingAgent, TAKEOVER_NOTICE } from '../../../host/agent/agent.ts';
+import { ForwardingFirmware, VerdictCode } from '../../../host/agent/wasm.ts';
 import { TestAgent } from '../../support/agent.ts';
 import { dstOf, tcp, TCP_ACK, TCP_SYN } from '../../support/packets.ts';
 
@@ -166,6 +167,29 @@ describe('ForwardingAgent', () => {
     await agent.until(() => agent.out.length === 1, 'the small packet forwarded after the big one');
     expect(agent.agent.stats.oversizePackets).toBe(1);
     expect(agent.channel.stats.handlerErrors).toBe(0);
+  });
+
+  it('takes owner and interest target indices only for installs (empty or delete-only updates do not use them up)', async () => {
+    const fw = await ForwardingFirmware.load({ budgetBytes: 8 << 20, hugePages: false });
+    const control = { onMessage: () => undefined, send: () => undefined } as unknown as ServiceChannel;
+    const agent = new ForwardingAgent({ firmware: fw, control, now: () => 1000, sink: { send: () => undefined } });
+    const from = { address: '127.0.0.1', port: 1 };
+    const wc = (sender: number, port: number, ttlMs: number): ServiceMessage => {
+      const m = wildcard({ address: '127.0.0.1', port });
+      if (m.type === 'affinity-update-wildcard') m.wildcards[0]!.affinity.ttlMs = ttlMs;
+      return { ...m, sender, sequence: 1 } as ServiceMessage;
+    };
+    agent.handleMessage({ type: 'affinity-update-wildcard', sender: 100, sequence: 1, wildcards: [] } as ServiceMessage, from);
+    agent.handleMessage(wc(101, 5555, 0), from); // a delete from a manager never heard of, naming a new target
+    agent.handleMessage(wc(102, 6666, 30_000), from);
+    agent.handleMessage({ ...fixedFor('10.9.0.9', 40009, '10.1.1.1'), sender: 102, sequence: 2 } as ServiceMessage, from);
+    // the first owner index and the first interest target went to the first install
+    expect(fw.lookupFixed({ proto: 6, saddr: ipToU32('10.9.0.9'), sport: 40009, daddr: ipToU32(VIP), dport: 80 }, 1000)?.owner).toBe(1);
+    expect(agent.stats.wildcardsInstalled).toBe(1);
+    fw.writePacket(0, tcp('10.9.0.10', 40010, VIP, 80, TCP_SYN));
+    agent.processBatch(1);
+    expect(fw.verdictCode(0)).toBe(VerdictCode.TO_MANAGER);
+    expect(fw.interestTarget(0)).toBe(1);
   });
 
   it('counts malformed control datagrams by reason and keeps working', async () => {
