@@ -357,7 +357,7 @@ export class ForwardingAgent {
     const targetIdx = fw.interestTarget(i);
     const flow = key ? flowId(key) : '';
     const first = flow !== '' && !this.hold.has(flow);
-    if (flow !== '' && this.hold.hold(flow, bytes, targetIdx, this.now())) {
+    if (flow !== '' && this.hold.hold(flow, bytes, targetIdx, this.now(), fw.owner(i))) {
       // One interest match per held flow; later packets of it wait for the same answer.
       if (first) this.interestMatch(i, flags, false);
       return;
@@ -437,6 +437,8 @@ export class ForwardingAgent {
         this.forgetUnanswered(h);
         again.push(u.bytes);
       }
+      // held for it: at their deadline they would go to the dead manager
+      for (const p of this.hold.releaseOwner(owner)) again.push(p.bytes);
     }
     this.stats.resentAfterTakeover += again.length;
     this.onEvent('takeover', { replaced, by: msg.sender, epoch: msg.heartbeat.epoch, removed, resent: again.length });

@@ -8,6 +8,8 @@ export interface HeldPacket {
   deadline: number;
   /** Opaque context the agent needs to send it on (e.g. which interest target). */
   target: number;
+  /** Owner (firmware index of the manager) of the affinity that held it. */
+  owner: number;
 }
 
 export class HoldQueue {
@@ -35,12 +37,12 @@ export class HoldQueue {
   }
 
   /** Keeps a copy of `bytes`; false when the queue is full (the caller sends it to the manager). */
-  hold(flow: string, bytes: Uint8Array, target: number, nowMs: number): boolean {
+  hold(flow: string, bytes: Uint8Array, target: number, nowMs: number, owner = 0): boolean {
     if (this.held >= this.capacity) {
       this.stats.overflow++;
       return false;
     }
-    const p: HeldPacket = { flow, bytes: Buffer.from(bytes), deadline: nowMs + this.deadlineMs, target };
+    const p: HeldPacket = { flow, bytes: Buffer.from(bytes), deadline: nowMs + this.deadlineMs, target, owner };
     let list = this.byFlow.get(flow);
     if (!list) this.byFlow.set(flow, (list = []));
     list.push(p);
@@ -60,6 +62,16 @@ export class HoldQueue {
     for (const p of list) p.flow = ''; // marks it gone for the fifo
     this.compact();
     return list;
+  }
+
+  /** Every packet held for manager `owner`, in arrival order (it was replaced: run them again). */
+  releaseOwner(owner: number): HeldPacket[] {
+    const out: HeldPacket[] = [];
+    for (const [flow, list] of this.byFlow) {
+      if (list[0]!.owner !== owner) continue;
+      out.push(...this.release(flow));
+    }
+    return out;
   }
 
   /** Packets whose deadline has passed, oldest first; the caller sends them to the manager. */

@@ -3,7 +3,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ForwardingAgent } from '../../host/agent/agent.ts';
+import { ForwardingAgent, type AgentOptions } from '../../host/agent/agent.ts';
 import { ForwardingFirmware, type LoadOptions } from '../../host/agent/wasm.ts';
 import { ServiceChannel } from '../../host/transport/channel.ts';
 import { ControlSocket } from '../../host/transport/udp.ts';
@@ -25,7 +25,7 @@ export class TestAgent {
     this.timer = setInterval(() => agent.tick(), 10);
   }
 
-  static async start(load: LoadOptions = {}): Promise<TestAgent> {
+  static async start(load: LoadOptions = {}, agentOpts: Partial<AgentOptions> = {}): Promise<TestAgent> {
     const fw = await ForwardingFirmware.load({ budgetBytes: 8 * 1024 * 1024, ...load });
     const socket = await ControlSocket.open({ bind: { address: '127.0.0.1', port: 0 } });
     const channel = new ServiceChannel({ socket, sender: 0x7e570001 });
@@ -35,6 +35,7 @@ export class TestAgent {
       control: channel,
       now: () => Math.floor(performance.now()),
       sink: { send: (p, nextHop) => out.push({ packet: Buffer.from(p), nextHop }) },
+      ...agentOpts,
     });
     return new TestAgent(fw, agent, channel, out);
   }

@@ -132,6 +132,28 @@ describe('ForwardingAgent', () => {
     expect(backup.got.length).toBe(2);
   });
 
+  it('at a takeover notice runs again the packets held for the replaced manager (not at their deadline, to the dead one)', async () => {
+    const agent = await TestAgent.start({}, { holdQueue: { size: 64, deadlineMs: 10_000 } });
+    closers.push(() => agent.close());
+    const primary = await fakeManager(4242);
+    const backup = await fakeManager(4343);
+    primary.ch.send(wildcard(primary.ep, { hold: true, data: false, backupPrecedence: 300 }), agentEp(agent));
+    backup.ch.send(wildcard(backup.ep, { backupPrecedence: 200 }), agentEp(agent));
+    await agent.until(() => agent.agent.stats.wildcardsInstalled === 2, 'both wildcards');
+    agent.send(tcp('10.9.2.1', 41100, VIP, 80, TCP_SYN, { seq: 1 }), tcp('10.9.2.1', 41100, VIP, 80, TCP_ACK, { seq: 2 }));
+    expect(agent.agent.hold.size).toBe(2);
+    await agent.until(() => primary.got.length === 1, 'the interest match at the primary');
+    backup.ch.send(
+      { type: 'heartbeat', identity: { addr: 4242, hostName: TAKEOVER_NOTICE }, heartbeat: { role: 'primary', resyncState: 'none', epoch: 7, backupPrecedence: 200, intervalMs: 50 } },
+      agentEp(agent),
+    );
+    // both run again against the backup's wildcard: its interest matches carry them (in order)
+    await agent.until(() => backup.got.length === 2, 'the held packets at the backup');
+    expect(agent.agent.hold.size).toBe(0);
+    expect(backup.got.map((m) => (m.type === 'interest-match-wildcard' && m.packet ? Buffer.from(m.packet).readUInt32BE(24) : -1))).toEqual([1, 2]);
+    expect(primary.got.length).toBe(1);
+  });
+
   it('keeps at most 4096 unanswered packets and 4 MiB of them for a resend, the oldest giving way', async () => {
     const agent = await startAgent();
     const mgr = await fakeManager();
