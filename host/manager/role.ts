@@ -109,8 +109,8 @@ export class RoleController {
       this.nameOf.set(id, m.identity);
       this.domainOf.set(id, m.clientDomain.map(parsePrefix));
     }
-    this.receiver.onResyncData = () => {
-      if (this.resyncState === 'requested') this.resyncState = 'in-progress';
+    this.receiver.onResyncData = (marker) => {
+      if (this.resyncState === 'requested' && marker.resyncId === this.resyncFrom?.id) this.resyncState = 'in-progress';
     };
     this.receiver.onResyncDone = (p) => {
       if (!this.resyncFrom || p.marker.resyncId !== this.resyncFrom.id) return;
@@ -265,6 +265,10 @@ export class RoleController {
         // Follow the best live primary only.
         const current = r ? this.peers.get(r.peer) : undefined;
         if (!current || !current.alive || current.role !== 'primary' || current.id === p.id || beats(p, current)) this.requestResync(p);
+      } else if (!wasAlive && this.resyncState !== 'complete') {
+        // Back after a silence long enough to be declared dead: the primary may have dropped our resync
+        // (it forgets a peer silent for 30 s) and would never finish it. Ask again.
+        this.requestResync(p);
       }
     }
   }
