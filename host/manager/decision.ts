@@ -153,6 +153,8 @@ abstract class BaseBalancer implements Balancer {
   abstract readonly kind: BalancerKind;
   protected slots: Slot[] = [];
   protected readonly byId = new Map<string, Slot>();
+  /** Active flows of backends a setBackends removed (they drain): kept so a backend put back resumes its count. */
+  private readonly retired = new Map<string, number>();
 
   constructor(backends: readonly Backend[]) {
     this.replaceSlots(backends);
@@ -166,11 +168,20 @@ abstract class BaseBalancer implements Balancer {
   onFlowStart(backend: Backend): void {
     const slot = this.byId.get(backend.id);
     if (slot) slot.active++;
+    else if (this.retired.has(backend.id)) this.retired.set(backend.id, this.retired.get(backend.id)! + 1);
   }
 
   onFlowEnd(backend: Backend): void {
     const slot = this.byId.get(backend.id);
-    if (slot && slot.active > 0) slot.active--;
+    if (slot) {
+      if (slot.active > 0) slot.active--;
+      return;
+    }
+    const n = this.retired.get(backend.id);
+    if (n !== undefined) {
+      if (n > 1) this.retired.set(backend.id, n - 1);
+      else this.retired.delete(backend.id);
+    }
   }
 
   setBackends(backends: readonly Backend[]): void {
@@ -200,8 +211,10 @@ abstract class BaseBalancer implements Balancer {
       if (seen.has(backend.id)) throw new DecisionError('BAD_BACKEND', `duplicate backend ${backend.id}`);
       seen.add(backend.id);
       const old = this.byId.get(backend.id);
-      next.push({ backend, healthy: old ? old.healthy : true, active: old ? old.active : 0, current: 0 });
+      next.push({ backend, healthy: old ? old.healthy : true, active: old ? old.active : (this.retired.get(backend.id) ?? 0), current: 0 });
+      this.retired.delete(backend.id);
     }
+    for (const slot of this.slots) if (!seen.has(slot.backend.id) && slot.active > 0) this.retired.set(slot.backend.id, slot.active);
     this.slots = next;
     this.byId.clear();
     for (const slot of next) this.byId.set(slot.backend.id, slot);

@@ -557,6 +557,8 @@ export class ReplicationReceiver {
       };
       const key = { proto: a.protocol, srcIp: a.srcAddr, srcPort: a.srcPort, dstIp: a.dstAddr, dstPort: a.dstPort };
       const before = store.lookup(key);
+      // another flow holding this flow's return key is displaced by it (the primary's view wins)
+      const clash = store.lookup({ proto: a.protocol, srcIp: backend.ip, srcPort: backend.port, dstIp: a.srcAddr, dstPort: a.srcPort });
       // A removal leaves no record in the store: remember its version for a while, so an older
       // message arriving late cannot bring the flow back.
       const tk = `${a.protocol}/${a.srcAddr}:${a.srcPort}>${a.dstAddr}:${a.dstPort}`;
@@ -574,10 +576,15 @@ export class ReplicationReceiver {
       else if (outcome === 'removed') {
         this.stats.removed++;
         if (before) vip.balancer.onFlowEnd(before.backend);
-      } else if (outcome === 'inserted') {
+      } else if (outcome === 'inserted' || outcome === 'updated') {
         this.stats.stored++;
-        vip.balancer.onFlowStart(backend);
-      } else if (outcome === 'updated') this.stats.stored++;
+        // the balancer counts follow the store: a new flow, a flow moved to another backend, one displaced
+        if (before?.backend.id !== backend.id) {
+          if (before) vip.balancer.onFlowEnd(before.backend);
+          vip.balancer.onFlowStart(backend);
+        }
+        if (clash && clash !== before && !store.holds(clash)) this.manager.vipOf(clash.proto, clash.vipIp, clash.vipPort)?.balancer.onFlowEnd(clash.backend);
+      }
     }
   }
 

@@ -121,6 +121,20 @@ describe('weighted least connections', () => {
     lb.onFlowEnd(list[1]!); // never below zero
     expect(lb.status()[1]!.activeFlows).toBe(0);
   });
+  it('a backend taken out and put back resumes the flows it still has (they drained meanwhile)', () => {
+    const list = backends(2);
+    const lb = createBalancer('wlc', list);
+    for (let i = 0; i < 5; i++) lb.onFlowStart(list[0]!);
+    lb.setBackends([list[1]!]);
+    lb.onFlowEnd(list[0]!); // one of its flows ends while it is out
+    lb.onFlowStart(list[0]!); // and one replicated to it arrives
+    lb.setBackends(list);
+    expect(lb.status().map((s) => s.activeFlows)).toEqual([5, 0]);
+    lb.setBackends([list[1]!]);
+    for (let i = 0; i < 5; i++) lb.onFlowEnd(list[0]!); // drained to 0 while out
+    lb.setBackends(list);
+    expect(lb.status().map((s) => s.activeFlows)).toEqual([0, 0]);
+  });
 });
 
 describe('maglev', () => {

@@ -116,6 +116,28 @@ describe('replication', () => {
     expect(receiver.stats.stale).toBe(2);
   });
 
+  it('the backup\'s balancer counts follow its store when the primary placed a key again on another backend', async () => {
+    const { p, b, receiver, bChannel } = await pair();
+    const vip = p.vips[0]!;
+    const [b1, b2] = [vip.backends[0]!, vip.backends[1]!];
+    const counts = (): number[] => b.vips[0]!.balancer.status().map((s) => s.activeFlows);
+    const from = bChannel.socket.local;
+    let seq = 1;
+    const send = (flow: Parameters<typeof replicationEntryOf>[0], remainingMs = 10_000): void =>
+      void receiver.handle({ type: 'replication', sender: 1, sequence: ++seq, entries: [replicationEntryOf(flow, remainingMs)] }, from);
+    const key = { proto: 6, srcIp: ipToU32('10.1.0.1'), srcPort: 4000, dstIp: vip.ip, dstPort: vip.port };
+    send(p.store.insert({ key, backend: b1, mode: 'nat', owner: 'p' }).flow);
+    expect(counts()).toEqual([1, 0]);
+    // the primary placed the key again (it had expired there) on the other backend
+    p.store.remove(key);
+    const again = p.store.insert({ key, backend: b2, mode: 'nat', owner: 'p' }).flow;
+    send(again);
+    expect(counts()).toEqual([0, 1]);
+    send(again, 0); // and it ends
+    expect(counts()).toEqual([0, 0]);
+    expect(b.store.size).toBe(0);
+  });
+
   it('a bulk resync streams every flow and announces the count; the backup keeps only its client domain', async () => {
     const { p, b, sender, receiver, bChannel } = await pair({ backupDomain: '10.1.0.0/16' });
     createFlows(p, sender, 2000, '10.1');
