@@ -23,7 +23,9 @@ export type ProtocolErrorCode =
   | 'WRONG_KEY'
   | 'REPLAYED'
   // encoding
-  | 'BUFFER_TOO_SMALL';
+  | 'BUFFER_TOO_SMALL'
+  // the decoder failed in a way it should not have (a bug): the receiver counts and drops the datagram
+  | 'INTERNAL';
 
 /** A required segment that was refused; the offset is from the start of the datagram. */
 export interface DeniedSegment {

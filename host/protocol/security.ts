@@ -69,8 +69,9 @@ export class PreparedKey {
   }
 }
 
-// One scratch area for every MAC computation: pad/key block + the largest datagram + trailing key.
-const macScratch = Buffer.allocUnsafe(HMAC_BLOCK + MAX_MESSAGE_BYTES + MAX_MD5_KEY_BYTES + 1);
+// One scratch area for every MAC computation: the leading pad (HMAC) or key (keyed MD5, up to
+// MAX_MD5_KEY_BYTES, more than a HMAC block) + the largest datagram + the trailing key (keyed MD5).
+const macScratch = Buffer.allocUnsafe(Math.max(HMAC_BLOCK, MAX_MD5_KEY_BYTES) + MAX_MESSAGE_BYTES + MAX_MD5_KEY_BYTES);
 const outerScratch = Buffer.allocUnsafe(HMAC_BLOCK + 32);
 /** The key whose pads (HMAC) or prefix (keyed MD5) sit at the start of the scratch areas. */
 let padsInScratch: PreparedKey | null = null;

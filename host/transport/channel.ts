@@ -136,10 +136,11 @@ export class ServiceChannel {
       try {
         msg = decodeMessage(bytes, this.decodeOptions);
       } catch (e) {
-        if (!(e instanceof ProtocolError)) throw e;
+        // anything else a decoder throws is a decoder bug, but still a datagram we refuse, not a crash
+        const err = e instanceof ProtocolError ? e : new ProtocolError('INTERNAL', e instanceof Error ? e.message : String(e));
         this.stats.refused++;
-        this.stats.refusedByCode[e.code] = (this.stats.refusedByCode[e.code] ?? 0) + 1;
-        this.refusalHandler(e, from);
+        this.stats.refusedByCode[err.code] = (this.stats.refusedByCode[err.code] ?? 0) + 1;
+        this.refusalHandler(err, from);
         continue;
       }
       this.stats.received++;

@@ -117,6 +117,22 @@ describe('a receiver that requires security', () => {
     expect(b.subarray(28, 60).equals(createHmac('sha256', long).update(zeroed).digest())).toBe(true);
   });
 
+  it('signs and verifies the largest messages with the longest keyed-MD5 key (key + 64 KiB + key fits the scratch)', () => {
+    const long = new Keyring([{ id: 7, secret: Buffer.alloc(255, 0x41), algorithm: 'keyed-md5' }]);
+    const v = new SecurityVerifier({ keyring: long, required: true });
+    const big = (sequence: number): ServiceMessage => ({
+      type: 'affinity-update-fixed',
+      sender: 1,
+      sequence,
+      fixed: [{ affinity: { protocol: 6, srcAddr: 1, dstAddr: 2, srcPort: 3, dstPort: 4, flags: 0, ttlMs: 1000 }, actions: [] }],
+      packet: new Uint8Array(65_300),
+    });
+    expect(verdict(encodeMessage(big(10), { security: long }), v)).toBe('ok');
+    // the same shape signed with another key: refused as forged, before anything else is read
+    const forged = encodeMessage(big(11), { security: new Keyring([{ id: 7, secret: 'short-key-16byte', algorithm: 'keyed-md5' }]) });
+    expect(verdict(forged, v)).toBe('FORGED');
+  });
+
   it('lets IP packet only messages through unsigned: they carry no security segment', () => {
     const v = new SecurityVerifier({ keyring, required: true });
     const m: ServiceMessage = { type: 'ip-packet-only', sender: 5, sequence: 1, packet: Buffer.from([0x45, 0, 0, 0]) };
