@@ -22,6 +22,8 @@ function positive(text: string): number {
 function positiveInt(text: string): number {
   const v = positive(text);
   if (!Number.isInteger(v)) throw new InvalidArgumentError(`expected a whole number, got "${text}"`);
+  // a timer longer than 2^31-1 ms fires at once (Node's limit): as good as a wrong number
+  if (v > 0x7fffffff) throw new InvalidArgumentError(`expected at most 2147483647, got "${text}"`);
   return v;
 }
 

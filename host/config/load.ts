@@ -13,7 +13,7 @@ import type { z } from 'zod';
 import { ipv4ToInt, makeBackend, PROTO_TCP, PROTO_UDP, type Backend, type VipSpec } from '../manager/decision.ts';
 import type { StoreTimers } from '../manager/store.ts';
 import type { SecurityKey } from '../protocol/security.ts';
-import { configSchema, type BalancerName, type ManagerConfig, type Role, type SecurityConfig, type VipConfig, type WasmlbConfig } from './schema.ts';
+import { configSchema, MD5_KEY_MAX, type BalancerName, type ManagerConfig, type Role, type SecurityConfig, type VipConfig, type WasmlbConfig } from './schema.ts';
 
 export type ConfigErrorCode = 'CONFIG_READ' | 'CONFIG_SYNTAX' | 'CONFIG_INVALID' | 'CONFIG_OVERRIDE';
 
@@ -113,7 +113,9 @@ function explain(issue: z.core.$ZodIssue, raw: unknown): { segments: PropertyKey
   }
   const value = valueAt(raw, segments);
   if (value === undefined && issue.code === 'invalid_type') return { segments, message: 'missing (required)' };
-  if (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_format') {
+  // a key written unquoted is read as a number: never echo what is under a key
+  const secret = segments[0] === 'security' && segments.at(-1) === 'key';
+  if (!secret && (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'invalid_format')) {
     return { segments, message: `${issue.message}, got ${describe(value)}` };
   }
   return { segments, message: issue.message };
@@ -327,7 +329,7 @@ export function vipSpecOf(vip: VipConfig): VipSpec {
 }
 
 /** Key bytes: from `key` (hex) or the hex text in `keyFile`; `keyPath` names the key in errors. */
-function readKey(k: { key?: string | undefined; keyFile?: string | undefined }, keyPath: string): Buffer {
+function readKey(k: { key?: string | undefined; keyFile?: string | undefined }, keyPath: string, md5 = false): Buffer {
   if (k.key !== undefined) return Buffer.from(k.key, 'hex');
   const file = k.keyFile ?? '';
   let text: string;
@@ -340,12 +342,15 @@ function readKey(k: { key?: string | undefined; keyFile?: string | undefined }, 
   if (!/^(?:[0-9a-fA-F]{2}){16,}$/.test(text)) {
     throw new ConfigError('CONFIG_INVALID', [{ file, line: 1, keyPath, message: 'expected at least 16 bytes as hex digits' }]);
   }
+  if (md5 && text.length > 2 * MD5_KEY_MAX) {
+    throw new ConfigError('CONFIG_INVALID', [{ file, line: 1, keyPath, message: `an md5 key is at most ${MD5_KEY_MAX} bytes` }]);
+  }
   return Buffer.from(text, 'hex');
 }
 
 /** The shared key bytes of the send key: from `key` (hex) or the hex text in `keyFile`. */
 export function readSecurityKey(security: SecurityConfig): Buffer {
-  return readKey(security, 'security.keyFile');
+  return readKey(security, 'security.keyFile', security.algorithm === 'md5');
 }
 
 export type { BalancerName };
@@ -362,6 +367,6 @@ export function securityKeyOf(security: SecurityConfig): SecurityKey {
 /** Every key the section accepts: the send key first, then `accept` (one algorithm for all). */
 export function securityKeysOf(security: SecurityConfig): SecurityKey[] {
   const send = securityKeyOf(security);
-  const accepted = security.accept.map((a, i): SecurityKey => ({ id: a.keyId, secret: readKey(a, `security.accept[${i}].keyFile`), algorithm: send.algorithm }));
+  const accepted = security.accept.map((a, i): SecurityKey => ({ id: a.keyId, secret: readKey(a, `security.accept[${i}].keyFile`, security.algorithm === 'md5'), algorithm: send.algorithm }));
   return [send, ...accepted];
 }

@@ -278,6 +278,9 @@ export const vipSchema = z
 // ---------------------------------------------------------------------------------------------
 // Security
 
+/** Longest keyed-MD5 key (the protocol's limit). */
+export const MD5_KEY_MAX = 255;
+
 /** The key bytes in hex (at least 16 bytes); a custom check, so the error never echoes the key. */
 const hexKey = z
   .string({ error: 'expected a hex string' })
@@ -313,6 +316,13 @@ export const securitySchema = z
   })
   .superRefine((s, ctx) => {
     exactlyOneKey(s, ctx);
+    // keyed MD5 carries the key itself around the message: at most 255 bytes (docs/protocol.md)
+    if (s.algorithm === 'md5') {
+      if (s.key !== undefined && s.key.length > 2 * MD5_KEY_MAX) ctx.addIssue({ code: 'custom', path: ['key'], message: `an md5 key is at most ${MD5_KEY_MAX} bytes` });
+      s.accept.forEach((a, i) => {
+        if (a.key !== undefined && a.key.length > 2 * MD5_KEY_MAX) ctx.addIssue({ code: 'custom', path: ['accept', i, 'key'], message: `an md5 key is at most ${MD5_KEY_MAX} bytes` });
+      });
+    }
     const ids = new Set([s.keyId]);
     s.accept.forEach((a, i) => {
       if (ids.has(a.keyId)) ctx.addIssue({ code: 'custom', path: ['accept', i, 'keyId'], message: `key id ${a.keyId} given twice` });

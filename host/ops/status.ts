@@ -178,7 +178,13 @@ async function handle(
   opts: StatusServerOptions,
   uptime: () => number,
 ): Promise<void> {
-  const path = new URL(req.url ?? '/', 'http://x').pathname;
+  let path: string;
+  try {
+    path = new URL(req.url ?? '/', 'http://x').pathname;
+  } catch {
+    send(res, 400, 'text/plain', 'bad request target\n');
+    return;
+  }
   if (req.method !== 'GET' && req.method !== 'HEAD') {
     res.setHeader('Allow', 'GET, HEAD');
     send(res, 405, 'text/plain', 'method not allowed\n');
@@ -220,7 +226,8 @@ export function parseTarget(target: string): string {
   } catch {
     throw new StatusError('E_TARGET', `invalid target "${target}": expected host:port`);
   }
-  if (url.port === '' && !/^https?:\/\//.test(t)) {
+  // URL drops a scheme's default port (host:80): look at what was written
+  if (url.port === '' && !/^https?:\/\//.test(t) && !/:\d+$/.test(t)) {
     throw new StatusError('E_TARGET', `invalid target "${target}": missing port (expected host:port)`);
   }
   return `${url.protocol}//${url.host}`;
@@ -229,6 +236,22 @@ export function parseTarget(target: string): string {
 export interface FetchStatusOptions {
   /** Give up after this many milliseconds; default 3000. */
   timeoutMs?: number;
+}
+
+/** A /status document larger than this is not one of ours (a VIP list of tens of thousands fits). */
+const STATUS_MAX_BYTES = 16 << 20;
+
+/** The body as text, refused beyond `max` bytes (a wrong port may stream without end). */
+async function readCapped(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  for await (const chunk of res.body) {
+    n += chunk.length;
+    if (n > max) throw new StatusError('E_BAD_RESPONSE', `answer larger than ${max >> 20} MiB (is this a wasmlb status port?)`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** Fetches and validates /status; throws `StatusError`. */
@@ -246,8 +269,12 @@ export async function fetchStatus(target: string, opts: FetchStatusOptions = {})
   }
   let body: string;
   try {
-    body = await res.text();
+    body = await readCapped(res, STATUS_MAX_BYTES);
   } catch (err) {
+    if (err instanceof StatusError) throw err;
+    if (err instanceof Error && (err.name === 'TimeoutError' || err.name === 'AbortError')) {
+      throw new StatusError('E_TIMEOUT', `${base} did not finish its answer within ${timeoutMs} ms`);
+    }
     throw new StatusError('E_UNREACHABLE', `connection to ${base} failed: ${causeMessage(err)}`);
   }
   if (!res.ok) {
@@ -339,7 +366,8 @@ export async function runStatusCommand(target: string, opts: StatusCommandOption
 // Formatting helpers
 
 function table(head: string[], rows: string[][], right: boolean[]): string[] {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // a loop, not Math.max(...rows): a report of 100K rows would overflow the argument stack
+  const widths = head.map((h, i) => rows.reduce((w, r) => Math.max(w, (r[i] ?? '').length), h.length));
   const line = (cells: string[]): string =>
     cells
       .map((c, i) => (right[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))

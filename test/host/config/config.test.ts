@@ -193,6 +193,13 @@ describe('errors name the file, the line and the key', () => {
       'lb.yaml:9: security.key: expected at least 16 bytes as hex digits',
       'lb.yaml:10: security.algorithm: expected hmac-sha256 or md5, got "sha1"',
     ]);
+    // a key of digits only, unquoted, is a YAML number: the error does not print it
+    const e3 = errorOf(() => parseConfig(`${BASE}security:\n  key: 12345678901234567890123456789012\n`, 'lb.yaml'));
+    expect(e3.message).toBe('lb.yaml:9: security.key: expected a hex string');
+    // keyed MD5 takes keys of at most 255 bytes
+    const e4 = errorOf(() => parseConfig(`${BASE}security:\n  algorithm: md5\n  key: ${'ab'.repeat(256)}\n`, 'lb.yaml'));
+    expect(e4.message).toBe('lb.yaml:10: security.key: an md5 key is at most 255 bytes');
+    expect(parseConfig(`${BASE}security:\n  algorithm: md5\n  key: ${'ab'.repeat(255)}\n`, 'lb.yaml').security?.algorithm).toBe('md5');
   });
   it('security.accept: more keys accepted, files relative to the config, ids unique', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'wasmlb-keys-'));

@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect, type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentMetrics, agentSnapshotFromFirmware, createRegistry, managerMetrics } from '../../../host/ops/metrics.ts';
 import type { ManagerSnapshot } from '../../../host/ops/metrics.ts';
@@ -183,6 +183,33 @@ describe('status server + wasmlb status', () => {
     expect(err2.text).toContain('unexpected document (version');
   });
 
+  it('refuses an answer that does not end (a wrong port streaming), and a bad request target gets 400', async () => {
+    const srv = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1 << 20, 0x20);
+      const more = (): void => {
+        while (res.write(chunk));
+        res.once('drain', more);
+      };
+      more();
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    servers.push({ close: () => new Promise<void>((r) => { srv.close(() => r()); srv.closeAllConnections(); }) });
+    const port = (srv.address() as AddressInfo).port;
+    await expect(fetchStatus(`127.0.0.1:${port}`, { timeoutMs: 10_000 })).rejects.toMatchObject({ code: 'E_BAD_RESPONSE', message: expect.stringMatching(/larger than 16 MiB/) });
+
+    const s2 = await serve(() => agentDoc);
+    const raw = await new Promise<string>((resolve) => {
+      const sock = connect(s2.port, '127.0.0.1', () => sock.write('GET http://[ HTTP/1.1\r\nHost: x\r\n\r\n'));
+      let got = '';
+      sock.on('data', (d) => (got += d.toString()));
+      sock.on('end', () => resolve(got));
+      sock.on('error', () => resolve(got));
+      setTimeout(() => { sock.destroy(); resolve(got); }, 1000);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400/);
+  });
+
   it('times out on a target that never answers', async () => {
     const srv = createServer(() => {
       /* never answers */
@@ -206,6 +233,7 @@ describe('status server + wasmlb status', () => {
     expect(parseTarget('9464')).toBe('http://127.0.0.1:9464');
     expect(parseTarget('[::1]:9464')).toBe('http://[::1]:9464');
     expect(parseTarget('http://h:1/')).toBe('http://h:1');
+    expect(parseTarget('localhost:80')).toBe('http://localhost'); // the scheme's port, written out
 
     const s = await serve(() => agentDoc);
     await expect(

@@ -62,6 +62,11 @@ describe('wasmlb replay', () => {
     expect(badPps.code).not.toBe(0);
     expect(badPps.stderr).toMatch(/positive number/);
 
+    // a timer Node cannot hold (it would fire every millisecond)
+    const interval = await run(['manager', '--stats-interval', '3000000000']);
+    expect(interval.code).not.toBe(0);
+    expect(interval.stderr).toMatch(/--stats-interval.*at most 2147483647/);
+
     const cfg = path.join(dir, 'bad.yaml');
     writeFileSync(cfg, 'vips:\n  - address: 10.0.0.100\n    port: 99999\n    backends: [{ address: 10.0.1.1 }]\n');
     const config = await run(['replay', DEMO, '--config', cfg]);
