@@ -30,36 +30,57 @@ export interface WildcardPlan {
   unsupported: string[];
 }
 
-/** Translates rules into wildcard affinities with NAT actions, or says what the firmware cannot express. */
+/**
+ * Translates rules into wildcard affinities with NAT actions, or says what the firmware cannot express.
+ * Where several rules match one packet the reference takes the first of its kind on the command line, and
+ * applies the address maps after the NAT rules: the wildcards' service precedence follows that order (NAT
+ * rules above maps, earlier above later; the firmware takes the highest), and a later rule with the same
+ * match as an earlier one is left out (it would replace it: the same wildcard identity).
+ */
 export function planWildcards(rules: RewriteRules): WildcardPlan {
   const wildcards: WildcardAffinity[] = [];
   const unsupported: string[] = [];
-  const base = { ttlSec: TTL_SEC, owner: OWNER, servicePrecedence: 1, backupPrecedence: 0 };
+  const seen = new Set<string>();
+  const add = (w: WildcardAffinity): void => {
+    const id = `${w.proto}/${w.saddr}/${w.smask}/${w.sport}/${w.daddr}/${w.dmask}/${w.dport}`;
+    if (seen.has(id)) return;
+    seen.add(id);
+    wildcards.push(w);
+  };
+  const base = (precedence: number) => ({ ttlSec: TTL_SEC, owner: OWNER, servicePrecedence: precedence, backupPrecedence: 0 });
   const protos = (port: number | null, toPort: number | null): number[] => (port === null && toPort === null ? [ANY] : [6, 17]);
-  for (const r of rules.dnat) {
+  const multicast = (a: number): boolean => a >>> 28 === 0xe;
+  rules.dnat.forEach((r, i) => {
+    // a port 0 match is exact in the reference, any port in a wildcard; a multicast target changes the MAC
+    if (r.matchPort === 0) unsupported.push('--dnat matching port 0: a wildcard port 0 means any port');
+    if (multicast(r.toAddr)) unsupported.push('--dnat to a multicast address: its MAC is rewritten too, outside the IP packet');
+    if (rules.dstipmap.some((m) => m.from.prefix === 32 && m.from.network === r.toAddr)) unsupported.push('--dnat to an address --dstipmap maps again: one wildcard match rewrites once');
     for (const proto of protos(r.matchPort, r.toPort))
-      wildcards.push({
-        ...base, proto, saddr: 0, smask: 0, sport: 0, daddr: r.matchAddr, dmask: ALL, dport: r.matchPort ?? 0,
+      add({
+        ...base(0xffff - i), proto, saddr: 0, smask: 0, sport: 0, daddr: r.matchAddr, dmask: ALL, dport: r.matchPort ?? 0,
         natDstAddr: r.toAddr, ...(r.toPort !== null ? { natDstPort: r.toPort } : {}),
       });
-  }
-  for (const r of rules.snat) {
+  });
+  rules.snat.forEach((r, i) => {
+    if (r.matchPort === 0) unsupported.push('--snat matching port 0: a wildcard port 0 means any port');
+    if (multicast(r.toAddr)) unsupported.push('--snat to a multicast address: its MAC is rewritten too, outside the IP packet');
+    if (rules.srcipmap.some((m) => m.from.prefix === 32 && m.from.network === r.toAddr)) unsupported.push('--snat to an address --srcipmap maps again: one wildcard match rewrites once');
     for (const proto of protos(r.matchPort, r.toPort))
-      wildcards.push({
-        ...base, proto, daddr: 0, dmask: 0, dport: 0, saddr: r.matchAddr, smask: ALL, sport: r.matchPort ?? 0,
+      add({
+        ...base(0xffff - i), proto, daddr: 0, dmask: 0, dport: 0, saddr: r.matchAddr, smask: ALL, sport: r.matchPort ?? 0,
         natSrcAddr: r.toAddr, ...(r.toPort !== null ? { natSrcPort: r.toPort } : {}),
       });
-  }
-  for (const m of rules.dstipmap) {
-    if (m.from.prefix === 32 && m.to.prefix === 32)
-      wildcards.push({ ...base, proto: ANY, saddr: 0, smask: 0, sport: 0, daddr: m.from.network, dmask: ALL, dport: 0, natDstAddr: m.to.network });
-    else unsupported.push(`--dstipmap with a /${m.from.prefix}→/${m.to.prefix} map keeps host bits: the NAT action sets one address`);
-  }
-  for (const m of rules.srcipmap) {
-    if (m.from.prefix === 32 && m.to.prefix === 32)
-      wildcards.push({ ...base, proto: ANY, daddr: 0, dmask: 0, dport: 0, saddr: m.from.network, smask: ALL, sport: 0, natSrcAddr: m.to.network });
-    else unsupported.push(`--srcipmap with a /${m.from.prefix}→/${m.to.prefix} map keeps host bits: the NAT action sets one address`);
-  }
+  });
+  rules.dstipmap.forEach((m, i) => {
+    if (m.from.prefix !== 32 || m.to.prefix !== 32) unsupported.push(`--dstipmap with a /${m.from.prefix}→/${m.to.prefix} map keeps host bits: the NAT action sets one address`);
+    else if (multicast(m.to.network)) unsupported.push('--dstipmap to a multicast address: its MAC is rewritten too, outside the IP packet');
+    else add({ ...base(0x7fff - i), proto: ANY, saddr: 0, smask: 0, sport: 0, daddr: m.from.network, dmask: ALL, dport: 0, natDstAddr: m.to.network });
+  });
+  rules.srcipmap.forEach((m, i) => {
+    if (m.from.prefix !== 32 || m.to.prefix !== 32) unsupported.push(`--srcipmap with a /${m.from.prefix}→/${m.to.prefix} map keeps host bits: the NAT action sets one address`);
+    else if (multicast(m.to.network)) unsupported.push('--srcipmap to a multicast address: its MAC is rewritten too, outside the IP packet');
+    else add({ ...base(0x7fff - i), proto: ANY, daddr: 0, dmask: 0, dport: 0, saddr: m.from.network, smask: ALL, sport: 0, natSrcAddr: m.to.network });
+  });
   if (rules.pnat.length > 0) unsupported.push('--pnat rewrites source and destination of one packet and ARP: one wildcard match rewrites one side');
   if (rules.portmap.length > 0) unsupported.push('--portmap maps both ports of one packet and port ranges: a wildcard matches one port or any');
   return { wildcards, unsupported };

@@ -31,6 +31,40 @@ describe('firmware engine', () => {
     expect(planWildcards(parseRules({ dstipmap: ['10.0.0.0/24:10.1.0.0/24'] })).unsupported[0]).toMatch(/host bits/);
   });
 
+  it('where several rules match a packet, takes the one the reference takes (the first on the command line, NAT before maps)', async () => {
+    const input = join(dir, 'overlap.pcap');
+    const pkts = [
+      tcpPacket({}, { src: 0x01020304, dst: 0x0a000001 }, { sport: 5000, dport: 80, flags: TCP_ACK }),
+      udpPacket({}, { src: 0x01020304, dst: 0x0a000001 }, { sport: 5000, dport: 80 }),
+      tcpPacket({}, { src: 0x01020304, dst: 0x0a000001 }, { sport: 5000, dport: 443, flags: TCP_ACK }),
+      tcpPacket({}, { src: 0x0a000002, dst: 0x01020304 }, { sport: 80, dport: 5000, flags: TCP_ACK }),
+    ];
+    writeFileSync(input, encodePcap({ linkType: 1 }, pkts.map((data, i) => ({ data, tsSec: 1e9 + i, tsNsec: 0 }))));
+    const cases = [
+      // an address-only rule before a port rule for the same address (its pattern made first by another rule)
+      { dnat: ['9.9.9.9:53=8.8.8.8:53', '10.0.0.1=192.168.0.1', '10.0.0.1:80=192.168.0.2:8080'] },
+      { snat: ['9.9.9.9:53=8.8.8.8:53', '10.0.0.2=10.0.0.99', '10.0.0.2:80=10.0.0.98:8080'] },
+      // a NAT rule and a map for the same address: the rule, then the map of what it wrote
+      { dnat: ['10.0.0.1:80=10.0.0.5'], dstipmap: ['10.0.0.1/32:10.0.0.7/32'] },
+      // a NAT rule and a map with the same match (one wildcard identity): the rule
+      { dnat: ['10.0.0.1=10.0.0.8'], dstipmap: ['10.0.0.1/32:10.0.0.7/32'] },
+    ];
+    for (const [k, o] of cases.entries()) {
+      const rules = parseRules(o);
+      expect(planWildcards(rules).unsupported, JSON.stringify(o)).toEqual([]);
+      const a = await rewriteFile(input, join(dir, `o${k}-fw.pcap`), rules, { engine: 'firmware' });
+      await rewriteFile(input, join(dir, `o${k}-ref.pcap`), rules, { engine: 'reference' });
+      expect(a.firmwarePackets).toBe(4);
+      expect(readFileSync(join(dir, `o${k}-fw.pcap`)).equals(readFileSync(join(dir, `o${k}-ref.pcap`))), JSON.stringify(o)).toBe(true);
+    }
+    // what one wildcard match cannot do the same way goes to the reference rewriter
+    for (const o of [
+      { dnat: ['10.0.0.1:0=192.168.0.3:8080'] }, // port 0 is exact there, any port in a wildcard
+      { dnat: ['10.0.0.1=10.0.0.5'], dstipmap: ['10.0.0.5/32:10.0.0.6/32'] }, // mapped again after the NAT
+      { dnat: ['10.0.0.1=239.1.2.3'] }, // a multicast target changes the MAC too
+    ]) expect(planWildcards(parseRules(o)).unsupported.length, JSON.stringify(o)).toBeGreaterThan(0);
+  });
+
   it('gives the reference bytes on the demo capture (both directions, odd traffic), most packets in wasm', async () => {
     const input = join(dir, 'demo.pcap');
     const { packets } = demoPackets({ flows: 300, seed: 9 });
