@@ -65,6 +65,10 @@ export const PROTO_UDP: u32 = 17;
   return (x & 0xffff) + (x >>> 16);
 }
 
+/** Set by adjust32 when it changed a field: the checksum delta alone can be a ones'-complement zero
+ *  (0xffffffff → 0) for bytes that did change. */
+let adjusted = false;
+
 /** Adjusts the 32-bit sequence number at q when it is at or after `init` (serial arithmetic). Returns
  *  the checksum delta, byte-swapped when the field sits at an odd offset from the TCP header start. */
 // @ts-ignore: decorator
@@ -74,6 +78,7 @@ export const PROTO_UDP: u32 = 17;
   if (<i32>(v - init) < 0) return 0;
   const nraw = swap32(v + delta);
   store<u32>(q, nraw);
+  adjusted = true;
   let d = fold(delta32(raw, nraw));
   if (odd) d = ((d & 0xff) << 8) | (d >>> 8);
   return d;
@@ -86,6 +91,7 @@ export const PROTO_UDP: u32 = 17;
  */
 export function applySeqAdjust(l4: usize, doff: u32, seqInit: u32, seqDelta: u32, ackInit: u32, ackDelta: u32): bool {
   let acc: u32 = 0;
+  adjusted = false;
   if (seqDelta != 0) acc += adjust32(l4 + 4, seqInit, seqDelta, false);
   if (ackDelta != 0 && (load<u8>(l4, 13) & 0x10)) {
     acc += adjust32(l4 + 8, ackInit, ackDelta, false);
@@ -110,8 +116,8 @@ export function applySeqAdjust(l4: usize, doff: u32, seqInit: u32, seqDelta: u32
       o += olen;
     }
   }
-  if (acc == 0) return false;
-  store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc), 16);
+  if (!adjusted) return false;
+  if (acc != 0) store<u16>(l4, <u16>csumApply(<u32>load<u16>(l4, 16), acc), 16);
   return true;
 }
 

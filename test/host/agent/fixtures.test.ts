@@ -102,6 +102,14 @@ const cases: Case[] = [
     verdict: 'FORWARD',
   },
   {
+    // 0xffffffff → 0 changes the bytes though the checksum delta is a ones'-complement zero: still rewritten
+    name: 'sequence adjust to 0 from 0xffffffff counts as a rewrite',
+    fixed: [{ ...key(base), ttlSec: 10, owner: 1, seqAdjust: { seqInit: 0x80000000, seqDelta: 1, ackInit: 0, ackDelta: 0 } }],
+    input: buildPacket({ ...base, seq: 0xffffffff }),
+    output: buildPacket({ ...base, seq: 0 }),
+    verdict: 'FORWARD',
+  },
+  {
     name: 'sequence adjust: seq before the initial value is left alone',
     fixed: [{ ...key(base), ttlSec: 10, owner: 1, seqAdjust: { seqInit: 5000, seqDelta: 100, ackInit: 5000, ackDelta: 100 } }],
     input: buildPacket(base), verdict: 'FORWARD',
