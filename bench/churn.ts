@@ -4,9 +4,9 @@
 // Rows: install + delete cycles per second over the first and over the last million cycles, and
 // fixed-hit + DNAT lookups (Mpps, 64-byte TCP, batches of 256) on live flows before and after the churn.
 import { type BenchOptions, type BenchRow, type BenchSection } from './lib.ts';
-import { interleaved, wasmRunner } from './fastpath.ts';
+import { FIXED_DNAT, interleaved, wasmRunner } from './fastpath.ts';
 import { backendAddr, PACKET_LEN, VIP, VIP_PORT, writeTcpPacket, type PacketSet } from './packets.ts';
-import { ForwardingFirmware, Status, VerdictCode, type FixedAffinity } from '../host/agent/wasm.ts';
+import { ForwardingFirmware, Status, type FixedAffinity } from '../host/agent/wasm.ts';
 
 const NOW = 1_000_000;
 const WINDOW = 1_000_000;
@@ -48,7 +48,7 @@ export async function churnRows(cycles: number, lookupMs: number): Promise<Bench
   let x = 0x9e3779b9;
   const rand = (): number => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), x >>> 0);
 
-  const hit = (): number => interleaved([wasmRunner(fw, lookupSet(live, rand), VerdictCode.FORWARD)], lookupMs)[0]! / 1e6;
+  const hit = (): number => interleaved([wasmRunner(fw, lookupSet(live, rand), FIXED_DNAT)], lookupMs)[0]! / 1e6;
   const before = hit();
   const maxDispBefore = Number(fw.counter('FIXED_MAX_DISPLACEMENT'));
 

@@ -103,6 +103,8 @@ async function replicationAndResync(quick: boolean): Promise<BenchRow[]> {
     const created = performance.now();
     const end = performance.now() + 30_000;
     while (node.sender.lagSamples.length < n && performance.now() < end) await sleep(2);
+    // the missing samples would be the slowest: percentiles without them would flatter
+    if (node.sender.lagSamples.length < n) throw new Error(`bench failover: ${node.sender.lagSamples.length}/${n} replications acked within 30 s`);
     const t1 = performance.now();
     const lags = [...node.sender.lagSamples].sort((a, b) => a - b);
     node.sender.measureLag = false;
@@ -123,6 +125,7 @@ async function replicationAndResync(quick: boolean): Promise<BenchRow[]> {
     const b2 = await spawnLogged(cfg.file, ['--identity', 'm2', '--peer', primaryAt]);
     children.push(b2.child);
     const done = await waitLine(b2.events, (e) => e['event'] === 'resync-complete', 30_000);
+    if (Number(done['stored']) !== node.manager.store.size) throw new Error(`bench failover: the resync stored ${String(done['stored'])} of ${node.manager.store.size} affinities`);
     rows.push({
       metric: `resync ${Math.round(node.manager.store.size / 1000)}K affinities`,
       value: Number(done['ms']),
@@ -143,6 +146,7 @@ async function replicationAndResync(quick: boolean): Promise<BenchRow[]> {
     }
     const pend = performance.now() + 10_000;
     while (node.sender.lagSamples.length < paced && performance.now() < pend) await sleep(2);
+    if (node.sender.lagSamples.length < paced) throw new Error(`bench failover: ${node.sender.lagSamples.length}/${paced} paced replications acked within 10 s`);
     const pacedLags = [...node.sender.lagSamples].sort((a, b) => a - b);
     node.sender.measureLag = false;
     rows.push(

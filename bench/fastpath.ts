@@ -12,11 +12,22 @@ const CLIENTS = { saddr: 0x0a400000, smask: 0xffc00000 }; // 10.64.0.0/10 holds 
 const NOW = 1_000_000;
 const ROUNDS = 8;
 
+/** What every packet of a case must come out as (a benchmark of misses or drops is no benchmark). */
+export interface Expect {
+  verdict: number;
+  /** The table that must have given the verdict. */
+  hit: 'fixed' | 'wildcard' | 'none';
+  rewritten: boolean;
+}
+
+/** A fixed affinity hit with DNAT: forwarded, from the fixed table, rewritten. */
+export const FIXED_DNAT: Expect = { verdict: VerdictCode.FORWARD, hit: 'fixed', rewritten: true };
+
 /**
  * A batch runner through `process` with `flows` fixed affinities (or none) installed; checks after a
- * warm-up that the verdict is the one the case is about (a benchmark of drops is no benchmark).
+ * warm-up that every packet of a batch got the verdict, the table and the rewrite the case is about.
  */
-export function wasmRunner(fw: ForwardingFirmware, set: PacketSet, expect: number): () => void {
+export function wasmRunner(fw: ForwardingFirmware, set: PacketSet, expect: Expect): () => void {
   for (let i = 0; i < BATCH; i++) fw.setDescriptor(i, i * PACKET_LEN, PACKET_LEN);
   const region = fw.packets;
   const batches = Math.floor(set.count / BATCH);
@@ -27,8 +38,13 @@ export function wasmRunner(fw: ForwardingFirmware, set: PacketSet, expect: numbe
     b = b + 1 === batches ? 0 : b + 1;
   };
   for (let i = 0; i < 200; i++) run();
-  const v = fw.verdictCode(BATCH - 1);
-  if (v !== expect) throw new Error(`fast-path bench: verdict ${v}, expected ${expect}`);
+  for (let i = 0; i < BATCH; i++) {
+    const v = fw.verdict(i);
+    const hit = v.fixedHit ? 'fixed' : v.wildcardHit ? 'wildcard' : 'none';
+    if (fw.verdictCode(i) !== expect.verdict || hit !== expect.hit || v.rewritten !== expect.rewritten) {
+      throw new Error(`fast-path bench: packet ${i}: ${v.verdict} from ${hit}${v.rewritten ? ', rewritten' : ''}; expected ${JSON.stringify(expect)}`);
+    }
+  }
   return run;
 }
 
@@ -85,7 +101,7 @@ async function fixedHitRow(flows: number, minMs: number, withBaseline: boolean):
     );
     if (st !== Status.OK) throw new Error(`install of flow ${f} failed: ${st}`);
   }
-  const runs = [wasmRunner(fw, set, VerdictCode.FORWARD)];
+  const runs = [wasmRunner(fw, set, FIXED_DNAT)];
   if (withBaseline) {
     const bl = new BaselineFastPath(Math.ceil(flows / 0.8));
     for (let f = 0; f < flows; f++) bl.install(set.clientAddr(f), VIP, set.clientPort(f), VIP_PORT, 6, backendAddr(f % 8), 8080, NOW + 3_600_000);
@@ -119,7 +135,7 @@ async function wildcardRow(name: string, wildcards: number, patterns: number, mi
     if (s === Status.OK) installed++;
     else if (i > wildcards * 4) throw new Error(`wildcard filler install: ${s}`);
   }
-  const mpps = interleaved([wasmRunner(fw, set, VerdictCode.FORWARD)], minMs)[0]! / 1e6;
+  const mpps = interleaved([wasmRunner(fw, set, { verdict: VerdictCode.FORWARD, hit: 'wildcard', rewritten: true })], minMs)[0]! / 1e6;
   return { name, flows: 0, wildcards: installed, patterns: Number(fw.counter('WILDCARD_PATTERNS')), mpps, baselineMpps: null, speedup: null };
 }
 
@@ -128,7 +144,7 @@ async function noMatchRow(minMs: number): Promise<BenchRow> {
   // A wildcard that the packets do not match, so the lookup runs its patterns and misses.
   fw.installWildcard({ ...clientWildcard(1), dport: 443 }, 0);
   const set = makePacketSet(4096, BATCH * 64);
-  const mpps = interleaved([wasmRunner(fw, set, VerdictCode.FORWARD)], minMs)[0]! / 1e6;
+  const mpps = interleaved([wasmRunner(fw, set, { verdict: VerdictCode.FORWARD, hit: 'none', rewritten: false })], minMs)[0]! / 1e6;
   return { name: 'no-match', flows: 0, mpps, baselineMpps: null, speedup: null };
 }
 

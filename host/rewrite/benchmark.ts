@@ -2,7 +2,7 @@
 // Rows { name, mpps } for bench/ (the lead registers them under `system`). Not used by tests.
 
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeBenchCapture } from '../pcap/generate.ts';
@@ -39,21 +39,29 @@ export async function benchRewrite(opts: { quick: boolean; repeats?: number; tcp
     const rules = parseRules({ dnat: ['10.0.0.100:80=192.168.1.10:8080'] });
     const rows: RewriteBenchRow[] = [];
     rows.push({ name: `pcap read+write ${label}`, mpps: await best(() => copyMpps(input, output)) });
+    // a row is what it says: the engine named did the packets, and every client packet was rewritten
+    const checked = async (o: Parameters<typeof rewriteFile>[3]): Promise<number> => {
+      const r = await rewriteFile(input, output, rules, o);
+      if (r.engine !== o!.engine || r.rewritten < packets / 2 || (r.engine === 'firmware' && r.firmwarePackets < packets * 0.99)) {
+        throw new Error(`rewrite bench: ${o!.engine} run: engine ${r.engine}, ${r.firmwarePackets} packets in wasm, ${r.rewritten} rewritten of ${packets}`);
+      }
+      return r.mpps;
+    };
     for (const engine of ['firmware', 'reference'] as const) {
-      rows.push({ name: `rewrite --dnat ${label} (${engine})`, mpps: await best(async () => (await rewriteFile(input, output, rules, { engine })).mpps) });
+      rows.push({ name: `rewrite --dnat ${label} (${engine})`, mpps: await best(() => checked({ engine })) });
     }
-    rows.push({
-      name: `rewrite --dnat ${label} (firmware, --trust-checksums)`,
-      mpps: await best(async () => (await rewriteFile(input, output, rules, { engine: 'firmware', trustChecksums: true })).mpps),
-    });
+    rows.push({ name: `rewrite --dnat ${label} (firmware, --trust-checksums)`, mpps: await best(() => checked({ engine: 'firmware', trustChecksums: true })) });
     if (opts.tcprewrite ?? true) {
+      const ours = join(dir, 'ours.pcap');
+      await rewriteFile(input, ours, rules, { engine: 'firmware' });
       const t = await best(async () => {
         const t0 = performance.now();
         const r = spawnSync('tcprewrite', ['--dstipmap=10.0.0.100/32:192.168.1.10/32', '--portmap=80:8080', `--infile=${input}`, `--outfile=${output}`]);
         if (r.error || r.status !== 0) return 0;
         return packets / ((performance.now() - t0) / 1000) / 1e6;
       });
-      if (t > 0) rows.push({ name: `tcprewrite ${label} (reference point)`, mpps: t });
+      // the same mapping in tcprewrite's words: its file and ours must be the same bytes
+      if (t > 0) rows.push({ name: `tcprewrite ${label} (reference point)`, mpps: t, identicalToFirmware: (await readFile(output)).equals(await readFile(ours)) ? 'yes' : 'NO' });
     }
     return rows;
   } finally {
