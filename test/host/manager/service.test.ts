@@ -77,10 +77,14 @@ describe('agent ↔ manager over UDP', () => {
     const [first] = await agent.forward(1, syn);
     // The agent loses its fixed affinity (e.g. TTL ran out); the manager's store still has the flow.
     agent.fw.deleteFixed({ proto: 6, saddr: ip('10.9.1.1'), sport: 41000, daddr: ip(VIP), dport: 80 });
-    // Other flows move the round robin on.
-    await agent.forward(2, tcp('10.9.1.2', 41001, VIP, 80, TCP_SYN), tcp('10.9.1.3', 41002, VIP, 80, TCP_SYN));
+    // Another flow moves the round robin on: a new pick now would be the third backend, not the first.
+    const [other] = await agent.forward(1, tcp('10.9.1.2', 41001, VIP, 80, TCP_SYN));
+    expect(dstOf(other!.packet)).not.toBe(dstOf(first!.packet));
     const [again] = await agent.forward(1, syn);
     expect(dstOf(again!.packet)).toBe(dstOf(first!.packet));
+    // and a new flow does get that third one
+    const [third] = await agent.forward(1, tcp('10.9.1.3', 41002, VIP, 80, TCP_SYN));
+    expect(new Set([dstOf(first!.packet), dstOf(other!.packet), dstOf(third!.packet)]).size).toBe(3);
   });
 
   it('keeps UDP from the same client address and port on one backend', async () => {
