@@ -57,6 +57,9 @@ export interface AgentOptions {
   resendOnTakeover?: boolean;
 }
 
+/** Denied segments (with their echoed affinities, ≤ 48 bytes each with the segment) per deny message. */
+const DENY_PART = 512;
+
 /** The interest target of an affinity being deleted: none needed, none taken. */
 const noTarget = (): number => 0;
 
@@ -537,7 +540,12 @@ export class ForwardingAgent {
   ): void {
     this.stats.updatesDenied++;
     this.onEvent('deny', { manager: endpointKey(from), type: msg.type, segments: denied.length });
-    this.control.send({ type: 'affinity-update-deny', deniedType: msg.type, deniedSequence: msg.sequence, denied, wildcards, fixed }, from);
+    // denied[i] goes with the i-th echoed affinity; a large update's deny is sent in parts that each fit
+    // one message (an echo of thousands of entries would not)
+    for (let i = 0; i < denied.length; i += DENY_PART) {
+      const part = { denied: denied.slice(i, i + DENY_PART), wildcards: wildcards.slice(i, i + DENY_PART), fixed: fixed.slice(i, i + DENY_PART) };
+      this.control.send({ type: 'affinity-update-deny', deniedType: msg.type, deniedSequence: msg.sequence, ...part }, from);
+    }
   }
 
   /** The affinity key stored in fixed table slot `slot` (wire order in memory). */

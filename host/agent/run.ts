@@ -435,10 +435,11 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const log = createLogger({ level: opts.logLevel, name: 'wasmlb-agent', destination: 2, bindings: { tun: opts.tun } });
   const print = opts.print ?? ((line: string) => process.stdout.write(line + '\n'));
   const onEvent: EventSink = (event, fields) => {
-    if (event === 'device_error' || event === 'worker_error' || event === 'handler_error') {
+    if (event === 'device_error' || event === 'worker_error') {
       log.error({ event, ...fields });
       opts.onDeviceError?.();
-    } else log.info({ event, ...fields });
+    } else if (event === 'handler_error') log.error({ event, ...fields }); // one message failed: the agent goes on
+    else log.info({ event, ...fields });
   };
 
   const device = TunDevice.open(opts.tun, { queues: opts.queues });

@@ -5,7 +5,7 @@
 // The types here are the structural minimum of ForwardingAgent / ForwardingFirmware, so this module does
 // not depend on the agent's internals and a test can drive it with a stand-in.
 
-import type { TunError, TunQueue } from './tun.ts';
+import { TunError, type TunQueue } from './tun.ts';
 
 export interface BatchFirmware {
   /** The packet region: slot i starts at i * capacities.packetSlot. */
@@ -47,20 +47,41 @@ export function pumpTun(
   const lengths = new Uint32Array(batchMax);
   const maxBatches = opts.maxBatches ?? 4;
   const stats: TunPumpStats = { batches: 0, packets: 0 };
+  let stopped = false;
   const stop = queue.onReadable((err) => {
     if (err) {
+      stopped = true;
       opts.onError?.(err);
       return;
     }
-    for (let b = 0; b < maxBatches; b++) {
-      const n = queue.readBatch(fw.packets, offsets, lengths, batchMax, packetSlot);
-      if (n === 0) return;
-      for (let i = 0; i < n; i++) fw.setDescriptor(i, offsets[i]!, lengths[i]!);
-      agent.processBatch(n);
-      stats.batches++;
-      stats.packets += n;
-      if (n < batchMax) return;
+    try {
+      for (let b = 0; b < maxBatches; b++) {
+        const n = queue.readBatch(fw.packets, offsets, lengths, batchMax, packetSlot);
+        if (n === 0) return;
+        for (let i = 0; i < n; i++) fw.setDescriptor(i, offsets[i]!, lengths[i]!);
+        agent.processBatch(n);
+        stats.batches++;
+        stats.packets += n;
+        if (n < batchMax) return;
+      }
+    } catch (e) {
+      // a read that fails between two of a wake-up's batches (the device deleted), or anything the batch
+      // threw: thrown out of the poll callback it would leave the queue unread and nobody told
+      stopped = true;
+      try {
+        stop();
+      } catch {
+        // the poll may be gone with the device already
+      }
+      opts.onError?.(e instanceof TunError ? e : new TunError('TUN_READ', `batch from TUN queue ${queue.index} failed: ${e instanceof Error ? e.message : String(e)}`));
     }
   });
-  return { stats, stop };
+  return {
+    stats,
+    stop: () => {
+      if (stopped) return;
+      stopped = true;
+      stop();
+    },
+  };
 }

@@ -214,6 +214,20 @@ describe('ForwardingAgent', () => {
     expect(fw.interestTarget(0)).toBe(1);
   });
 
+  it('denies a large update in parts that each fit a message (one echo of 2728 entries would not)', async () => {
+    const agent = await startAgent();
+    const mgr = await fakeManager();
+    const fixed = Array.from({ length: 2728 }, (_, i) => ({
+      affinity: { protocol: 6, srcAddr: 0x0a000000 + i, dstAddr: ipToU32(VIP), srcPort: 1000 + (i & 0xfff), dstPort: 80, flags: 0, ttlMs: 10_000 },
+      actions: [],
+    }));
+    mgr.ch.send({ type: 'affinity-update-fixed', fixed }, agentEp(agent)); // no wildcard: every entry refused
+    const denied = (): number => mgr.got.reduce((n, m) => n + (m.type === 'affinity-update-deny' ? m.denied.length : 0), 0);
+    await agent.until(() => denied() === 2728, 'every entry denied');
+    expect(mgr.got.filter((m) => m.type === 'affinity-update-deny').length).toBe(6);
+    expect(agent.channel.stats.handlerErrors).toBe(0);
+  });
+
   it('counts malformed control datagrams by reason and keeps working', async () => {
     const agent = await startAgent();
     const mgr = await fakeManager();

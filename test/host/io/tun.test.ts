@@ -448,6 +448,37 @@ describe.skipIf(reason !== null || !hasSetpriv || !nobodyReads)('TunDevice witho
   });
 });
 
+describe('pumpTun (no device needed)', () => {
+  it('a read that fails between two batches of a wake-up stops the pump and is reported, not thrown into the poll', () => {
+    let readable: ((err?: TunError) => void) | null = null;
+    let stops = 0;
+    let reads = 0;
+    const queue = {
+      index: 0,
+      onReadable: (cb: (err?: TunError) => void) => {
+        readable = cb;
+        return () => void stops++;
+      },
+      readBatch: (_buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array) => {
+        if (++reads === 2) throw new TunError('TUN_READ', 'read on TUN queue 0', 77);
+        offsets[0] = 0;
+        lengths[0] = 40;
+        return 1; // a full batch: the pump reads again
+      },
+    } as unknown as TunQueue;
+    let batches = 0;
+    const agent = { firmware: { packets: new Uint8Array(4096), capacities: { batchMax: 1, packetSlot: 2048 }, setDescriptor: () => undefined }, processBatch: () => void batches++ } as unknown as BatchAgent;
+    const errors: string[] = [];
+    const pump = pumpTun(queue, agent, { onError: (e) => errors.push(e.code) });
+    expect(() => readable!()).not.toThrow();
+    expect(batches).toBe(1);
+    expect(errors).toEqual(['TUN_READ']);
+    expect(stops).toBe(1);
+    pump.stop(); // already stopped: nothing more
+    expect(stops).toBe(1);
+  });
+});
+
 describe('ip command plans (no device needed)', () => {
   it('prints the set-up commands without running them in dry-run mode', () => {
     const cmds = tunSetupCommands({
