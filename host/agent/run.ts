@@ -363,6 +363,7 @@ function startWorker(
   let latest: QueueSnapshot | null = null;
   let stopped: (() => void) | null = null;
   let ready = false;
+  let exited = false;
   return new Promise((resolve, reject) => {
     w.on('message', (m: QueueWorkerMessage) => {
       switch (m.type) {
@@ -374,7 +375,11 @@ function startWorker(
             snapshot: () => latest,
             stop: () =>
               new Promise<void>((done) => {
+                if (exited) return done();
                 stopped = done;
+                // a dead worker never answers: its exit ends the wait (an unref'd timer alone let the
+                // process end with code 0 and no cleanup once the other workers were gone)
+                w.once('exit', () => done());
                 const t = setTimeout(() => void w.terminate().then(() => done()), 2000);
                 t.unref();
                 w.postMessage({ type: 'stop' } satisfies QueueWorkerCommand);
@@ -407,6 +412,7 @@ function startWorker(
     });
     // A queue's thread that ends without being asked to leaves its queue unread: as bad as a failed device.
     w.once('exit', (code) => {
+      exited = true;
       if (ready && stopped === null) onEvent('worker_error', { queue: job.index, message: `worker exited (${code})` });
     });
   });
@@ -574,10 +580,19 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const stop = (): Promise<void> =>
     (stopping ??= (async () => {
       const final = snapshot();
-      await Promise.all(handles.map((h) => h.stop()));
-      netconf(vipRoutes.clear(), 'VIP routes removed');
-      device.close();
-      await status?.close();
+      // every step runs whatever one before it threw: the routes above all (a route left behind sends the
+      // VIP's traffic into a device nobody reads)
+      const failed: unknown[] = [];
+      for (const h of handles) await h.stop().catch((e: unknown) => failed.push(e));
+      for (const step of [() => netconf(vipRoutes.clear(), 'VIP routes removed'), () => device.close()]) {
+        try {
+          step();
+        } catch (e) {
+          failed.push(e);
+        }
+      }
+      await status?.close().catch((e: unknown) => failed.push(e));
+      for (const e of failed) log.error({ event: 'stop_error', error: e instanceof Error ? e.message : String(e) });
       log.info({
         event: 'stopped',
         queues: final.map((s) => ({ index: s.index, tun: s.tun, pump: s.pump, agent: s.agent })),

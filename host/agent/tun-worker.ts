@@ -25,7 +25,12 @@ try {
   post({ type: 'snapshot', snapshot: qa.snapshot() });
   port.on('message', (m: QueueWorkerCommand) => {
     if (m.type === 'fixed') {
-      qa.applyShared(m.msg, m.from);
+      // as on the sockets: one update this queue fails on is reported, the queue goes on
+      try {
+        qa.applyShared(m.msg, m.from);
+      } catch (err) {
+        post({ type: 'event', event: 'handler_error', fields: { type: m.msg.type, shared: true, error: err instanceof Error ? err.message : String(err) } });
+      }
       return;
     }
     clearInterval(report);
