@@ -543,7 +543,16 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
       const agent = all.reduce((a, s) => ({ overflow: a.overflow + s.agent.holdOverflow, expired: a.expired + s.agent.holdExpired }), { overflow: 0, expired: 0 });
       const unansweredPackets = all.reduce((a, s) => a + s.unanswered, 0);
       const resentAfterTakeover = all.reduce((a, s) => a + s.agent.resentAfterTakeover, 0);
-      return agentSnapshotFromFirmware(sum('counters'), caps, { heldPackets: held, unansweredPackets, resentAfterTakeover, drops: { hold_overflow: agent.overflow } });
+      // the host's own drops next to the firmware's: the device's and those of packets from managers
+      const total = (f: (s: QueueSnapshot) => number): number => all.reduce((a, s) => a + f(s), 0);
+      const drops = {
+        hold_overflow: agent.overflow,
+        tun_oversize: total((s) => s.tun.rxOversize),
+        tun_write_error: total((s) => s.tun.txErrors),
+        returned_oversize: total((s) => s.agent.oversizePackets),
+        no_interest_target: total((s) => s.agent.noInterestTarget),
+      };
+      return agentSnapshotFromFirmware(sum('counters'), caps, { heldPackets: held, unansweredPackets, resentAfterTakeover, drops });
     };
     agentMetrics(registry, snap);
     controlMetrics(registry, () => {

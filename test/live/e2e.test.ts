@@ -251,6 +251,11 @@ describe.skipIf(reason !== null)('live: wasmlb agent on a TUN device with primar
     // Both queues hold the live manager's wildcards (VIP and return direction for each backend).
     expect(report.tables!.wildcard.entries).toBeGreaterThanOrEqual(2 * 3);
     expect(report.tables!.fixed.capacity).toBeGreaterThan(0);
+    // the host's own drops are there next to the firmware's (none in this run)
+    const metrics = await httpGetFrom(topo.netns.router, 'http://127.0.0.1:9464/metrics');
+    for (const reason of ['tun_oversize', 'tun_write_error', 'returned_oversize', 'no_interest_target']) {
+      expect(metrics.body).toMatch(new RegExp(`^wasmlb_agent_drops_total\\{reason="${reason}"\\} 0$`, 'm'));
+    }
   });
 
   it('on two queues: the old primary returns as backup, and a download survives a SIGKILL of the new primary', async () => {

@@ -254,7 +254,7 @@ export interface HttpResult {
   backend: string | null;
   bytes: number;
   sha256: string;
-  /** The body as text when it is short (≤ 4 KiB). */
+  /** The body as text when it is short (≤ 256 KiB: a status or metrics page). */
   body: string | null;
   ms: number;
 }
@@ -281,9 +281,9 @@ export function httpGetManyFrom(netns: string, urls: readonly string[], timeoutM
         const req = http.get(url, { agent: false, timeout: ${timeoutMs} }, (res) => {
           const h = createHash('sha256');
           let bytes = 0; const small = [];
-          res.on('data', (c) => { h.update(c); bytes += c.length; if (bytes <= 4096) small.push(c); });
+          res.on('data', (c) => { h.update(c); bytes += c.length; if (bytes <= 262144) small.push(c); });
           res.on('end', () => resolve({ status: res.statusCode, backend: res.headers['x-backend'] ?? null,
-            bytes, sha256: h.digest('hex'), body: bytes <= 4096 ? Buffer.concat(small).toString() : null,
+            bytes, sha256: h.digest('hex'), body: bytes <= 262144 ? Buffer.concat(small).toString() : null,
             ms: performance.now() - t0 }));
           res.on('error', reject);
         });
