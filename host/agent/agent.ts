@@ -101,6 +101,8 @@ export interface AgentStats {
   holdExpired: number;
   /** Packets from a manager (returned or released) larger than a batch slot: counted, not run. */
   oversizePackets: number;
+  /** Fixed affinities of an update shared by another queue that this queue could not install. */
+  sharedRefused: number;
   noInterestTarget: number;
   wildcardsInstalled: number;
   fixedInstalled: number;
@@ -123,6 +125,7 @@ export class ForwardingAgent {
     holdOverflow: 0,
     holdExpired: 0,
     oversizePackets: 0,
+    sharedRefused: 0,
     noInterestTarget: 0,
     wildcardsInstalled: 0,
     fixedInstalled: 0,
@@ -389,6 +392,23 @@ export class ForwardingAgent {
 
   // ---- control messages ------------------------------------------------------------------------------
 
+  /**
+   * Installs a fixed affinity update another queue of this agent received and answered (multi-queue: the
+   * kernel may hash a flow's other direction here). What this queue refuses is counted, not denied: the
+   * manager heard that queue's answer, and a deny would make it drop a flow that queue installed.
+   */
+  applySharedFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
+    this.quietDenies = true;
+    try {
+      this.applyFixed({ ...msg, packet: undefined }, from);
+    } finally {
+      this.quietDenies = false;
+    }
+  }
+
+  /** While set, refusals are counted (`sharedRefused`) instead of answered with a deny. */
+  private quietDenies = false;
+
   handleMessage(msg: ServiceMessage, from: Endpoint): void {
     switch (msg.type) {
       case 'affinity-update-wildcard':
@@ -538,6 +558,10 @@ export class ForwardingAgent {
     wildcards: WireWildcard[],
     fixed: WireFixed[],
   ): void {
+    if (this.quietDenies) {
+      this.stats.sharedRefused += denied.length;
+      return;
+    }
     this.stats.updatesDenied++;
     this.onEvent('deny', { manager: endpointKey(from), type: msg.type, segments: denied.length });
     // denied[i] goes with the i-th echoed affinity; a large update's deny is sent in parts that each fit

@@ -230,7 +230,7 @@ export class QueueAgent {
 
   /** A fixed affinity update another queue received: installed here too (its packet stays there). */
   applyShared(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
-    this.agent.handleMessage({ ...msg, packet: undefined }, from);
+    this.agent.applySharedFixed(msg, from);
   }
 
   private onControl(msg: ServiceMessage, from: Endpoint): void {

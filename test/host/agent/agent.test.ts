@@ -2,7 +2,7 @@
 // hold queue (one interest match per held flow, release on the affinity update, deadline → manager),
 // IP packet only messages, and malformed control datagrams counted, never fatal.
 import { afterEach, describe, expect, it } from 'vitest';
-import { ipToU32, type ServiceMessage } from '../../../host/protocol/index.ts';
+import { ipToU32, type MessageOf, type ServiceMessage } from '../../../host/protocol/index.ts';
 import { ServiceChannel } from '../../../host/transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../../../host/transport/udp.ts';
 import { ForwardingAgent, TAKEOVER_NOTICE } from '../../../host/agent/agent.ts';
@@ -226,6 +226,19 @@ describe('ForwardingAgent', () => {
     await agent.until(() => denied() === 2728, 'every entry denied');
     expect(mgr.got.filter((m) => m.type === 'affinity-update-deny').length).toBe(6);
     expect(agent.channel.stats.handlerErrors).toBe(0);
+  });
+
+  it('an update shared by another queue that this one refuses is counted, not denied (the manager would drop the flow)', async () => {
+    const fw = await ForwardingFirmware.load({ budgetBytes: 8 << 20, hugePages: false });
+    const sent: ServiceMessage[] = [];
+    const control = { onMessage: () => undefined, send: (m: ServiceMessage) => sent.push(m) } as unknown as ServiceChannel;
+    const agent = new ForwardingAgent({ firmware: fw, control, now: () => 1000, sink: { send: () => undefined } });
+    const update = { ...fixedFor('10.9.0.11', 40011, '10.1.1.1'), sender: 7, sequence: 3 } as MessageOf<'affinity-update-fixed'>;
+    agent.applySharedFixed(update, { address: '127.0.0.1', port: 1 }); // no wildcard here: refused
+    expect(sent).toEqual([]);
+    expect(agent.stats.sharedRefused).toBe(1);
+    agent.handleMessage(update, { address: '127.0.0.1', port: 1 }); // received first-hand: denied
+    expect(sent.map((m) => m.type)).toEqual(['affinity-update-deny']);
   });
 
   it('counts malformed control datagrams by reason and keeps working', async () => {
