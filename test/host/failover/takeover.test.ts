@@ -315,6 +315,8 @@ describe('failover: flows that start while the primary is dead', () => {
     await b.proc.waitForEvent('resync-complete');
     const before = await openFlows(agent, '10.1', 20);
     for (const k of before) expect(agent.flows.get(k)!.backends.length).toBe(1);
+    // replicated before the kill (on a loaded machine the primary may pause a backup it heard late)
+    await statsWhere(b, (s) => s.flows === 20);
 
     a.proc.kill('SIGKILL');
     await a.proc.exited;
