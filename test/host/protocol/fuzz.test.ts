@@ -242,7 +242,7 @@ describe('decoder robustness', () => {
     expect(r.ok).toBe(true);
   });
 
-  it('work is bounded: a 64 KiB datagram of 16,000 empty unknown segments decodes in one linear walk', () => {
+  it('a 64 KiB datagram of 16,000 empty unknown segments is skipped through to the one segment that counts', () => {
     const b = Buffer.alloc(65536);
     b[0] = 1;
     b[1] = 17; // replication ack
