@@ -25,7 +25,7 @@ import { managerId } from '../manager/manager.ts';
 import { runCommands, tunSetupCommands, VipRoutes } from '../io/netconf.ts';
 import { TunDevice, type TunError, type TunQueue, type TunStats } from '../io/tun.ts';
 import { pumpTun, type TunPump } from '../io/tun-pump.ts';
-import { agentMetrics, agentSnapshotFromFirmware, agentStatus, buildInfo, controlMetrics, createLogger, createRegistry, startStatusServer, controlRejections } from '../ops/index.ts';
+import { agentMetrics, agentSnapshotFromFirmware, agentStatus, buildInfo, controlEvents, controlMetrics, createLogger, createRegistry, startStatusServer, controlRejections } from '../ops/index.ts';
 import type { LogLevel, StatusServer } from '../ops/index.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
@@ -440,7 +440,10 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
   const config = opts.config;
   const log = createLogger({ level: opts.logLevel, name: 'wasmlb-agent', destination: 2, bindings: { tun: opts.tun } });
   const print = opts.print ?? ((line: string) => process.stdout.write(line + '\n'));
+  const ev = controlEvents(log);
   const onEvent: EventSink = (event, fields) => {
+    // an update this agent refused: the operations event (docs/operations.md, Logs)
+    if (event === 'deny') return ev.deny({ agent: `${opts.tun}${fields['queue'] === undefined ? '' : `#${String(fields['queue'])}`}`, manager: String(fields['manager']), reason: `${String(fields['segments'])} of a ${String(fields['type'])} refused` });
     if (event === 'device_error' || event === 'worker_error') {
       log.error({ event, ...fields });
       opts.onDeviceError?.();

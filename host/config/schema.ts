@@ -132,12 +132,8 @@ export const agentSchema = z
         /** Optional explicit capacities; omitted, the firmware derives them from the budget. */
         fixedCapacity: int(1, 1 << 26).optional(),
         wildcardCapacity: int(1, 1 << 20).optional(),
-        /** Packets per process() call. */
-        batchSize: int(1, 65536).default(256),
       })
       .prefault({}),
-    /** TTL of a fixed affinity on the agent when an update does not carry one. */
-    fixedTtl: duration(1).default(10_000),
     holdQueue: z
       .strictObject({
         size: int(0, 1 << 20).default(1024),

@@ -6,7 +6,10 @@
 //   - weighted least connections: the backend with the lowest (active flows + 1) / weight.
 //   - Maglev consistent hashing (Eisenbud et al., NSDI 2016): a lookup table of prime size M,
 //     filled from per-backend permutations (offset, skip from two hashes of the backend's id),
-//     weights honoured; removing one of N backends moves about 1/N of the keys.
+//     weights honoured; removing one of N backends moves about 1/N of the keys — while the table size
+//     stays the same: it is the smallest prime ≥ max(65537, 100 × N), so above 655 backends a VIP whose
+//     set changes gets another size and nearly every key moves (flows placed keep their backend through
+//     the store; only re-placements, e.g. after a takeover, would differ).
 //
 // Invariants:
 //   - `pick` never counts a flow: the caller commits a decision with `onFlowStart` and releases it
@@ -168,7 +171,8 @@ abstract class BaseBalancer implements Balancer {
   onFlowStart(backend: Backend): void {
     const slot = this.byId.get(backend.id);
     if (slot) slot.active++;
-    else if (this.retired.has(backend.id)) this.retired.set(backend.id, this.retired.get(backend.id)! + 1);
+    // a backend not (or no longer) in the set (a replicated flow on it): counted for when it comes back
+    else this.retired.set(backend.id, (this.retired.get(backend.id) ?? 0) + 1);
   }
 
   onFlowEnd(backend: Backend): void {
@@ -458,6 +462,8 @@ export class VipTable {
 
   /** The VIP a new flow's first packet (client → VIP) is addressed to. */
   forKey(key: FlowKey): VipEntry | undefined {
+    // VIPs are TCP or UDP: the index key has no room for other protocols, and they have no VIP
+    if (key.proto !== PROTO_TCP && key.proto !== PROTO_UDP) return undefined;
     return this.byKey.get(vipIndexKey(key.proto, key.dstIp, key.dstPort));
   }
 

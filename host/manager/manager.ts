@@ -416,13 +416,13 @@ export class ServiceManager {
     if (existing && (id.reason & (Interest.FIN | Interest.RST)) !== 0) {
       update = this.store.close(key, id.reason & Interest.RST ? 'rst' : 'fin');
       this.stats.closes++;
-    } else if (vip?.removed && !existing) {
-      // A VIP a reload removed takes no new flow (it is only there until its flows have ended).
+    } else if (vip?.removed && (!existing || (existing.state === 'closing' && opensConnection(key, msg.packet)))) {
+      // A VIP a reload removed takes no new flow (it is only there until its flows have ended), not even
+      // a new connection on a closing flow's key.
       this.stats.vipRemoved++;
     } else if (vip) {
       // Client → VIP: the flow's backend (duplicate SYNs and retransmits keep theirs), or a new pick.
-      // a TCP segment without SYN opens no connection (no packet attached: treated as opening one)
-      const opens = key.proto !== 6 || !msg.packet || (tcpFlags(msg.packet) & 0x02) !== 0;
+      const opens = opensConnection(key, msg.packet);
       const admission = admitFlow(this.store, vip.balancer, key, this.cfg.mode, this.identity, opens);
       if (admission.kind === 'new') {
         this.stats.newFlows++;
@@ -585,6 +585,11 @@ export function parsePrefix(prefix: string): [number, number] {
   const len = Number(lenText ?? 32);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   return [(ipToU32(addr!) & mask) >>> 0, mask];
+}
+
+/** Whether the packet can open a connection: a TCP SYN, any other protocol, or no packet to tell. */
+function opensConnection(key: FlowKey, packet: Uint8Array | undefined): boolean {
+  return key.proto !== 6 || !packet || (tcpFlags(packet) & 0x02) !== 0;
 }
 
 /** The TCP flags of `packet` (IPv4, as attached to an interest match); 0 when there are none to read. */

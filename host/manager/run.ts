@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { Keyring, SecurityVerifier, type SecurityCounters } from '../protocol/index.ts';
 import { buildInfo, controlMetrics, createRegistry, managerMetrics, controlRejections, type ManagerMetrics, type ManagerSnapshot } from '../ops/metrics.ts';
 import { managerStatus, startStatusServer, type StatusServer } from '../ops/status.ts';
-import { securityKeysOf, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
+import { ConfigError, securityKeysOf, type ManagerConfig, type WasmlbConfig } from '../config/index.ts';
 import { controlEvents, createLogger, type LogLevel } from '../ops/log.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
@@ -126,7 +126,10 @@ export interface ManagerNodeOptions extends Omit<ManagerRunOptions, 'logLevel' |
 }
 
 export async function openManagerNode(opts: ManagerNodeOptions): Promise<ManagerNode> {
-  const socket = await ControlSocket.open({ bind: opts.manager.control });
+  // wildcards go to the multicast group from this socket: with the config's TTL (agent.multicast.ttl), or
+  // they would leave at the kernel's 1 whatever operators set (the interface is the agent host's: not here)
+  const mc = opts.config.agent.multicast;
+  const socket = await ControlSocket.open({ bind: opts.manager.control, ...(mc.enabled ? { multicastTtl: mc.ttl } : {}) });
   const sec = securityOf(opts.config);
   const channel = new ServiceChannel({ socket, sender: managerId(opts.manager.identity), ...sec });
   const now = (): number => Math.floor(performance.now());
@@ -216,6 +219,10 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
       role = to;
     } else if (event === 'resync-request') ev.resync({ manager: self, peer: String(fields['from']), state: 'requested' });
     else if (event === 'resync-complete') ev.resync({ manager: self, peer: String(fields['from']), state: 'complete', affinities: Number(fields['stored'] ?? 0) });
+    else if (event === 'health') {
+      const reason = fields['reason'] === undefined ? {} : { reason: String(fields['reason']) };
+      ev.healthChange({ vip: String(fields['vip']), backend: String(fields['backend']), healthy: fields['healthy'] === true, ...reason });
+    } else if (event === 'deny-received') ev.deny({ agent: String(fields['agent']), manager: self, reason: `${String(fields['denied'])} of a ${String(fields['type'])} refused` });
   };
   let metrics: ManagerMetrics | null = null;
   const node = await openManagerNode({ ...opts, onEvent, onAckLatency: (ms) => metrics?.observeReplicationLag(ms / 1000) });
@@ -266,7 +273,9 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
       const r = manager.reloadVips(next.vips);
       log.info({ event: 'reloaded', changed: r.changed, removed: r.removed, restartNeeded: settingsNeedingRestart(opts.config, next, opts.manager.identity) });
     } catch (err) {
-      log.error({ event: 'reload-failed', error: err instanceof Error ? err.message : String(err) });
+      const message = err instanceof Error ? err.message : String(err);
+      log.error({ event: 'reload-failed', error: message });
+      ev.configError({ path: err instanceof ConfigError ? (err.issues[0]?.file ?? 'config') : 'config', message });
     }
   });
   return manager;

@@ -382,10 +382,17 @@ export class AffinityStore {
     const record = this.find(key);
     if (!record) return null;
     if (record.state === 'closing') return this.resendOf(record);
-    record.expiresAt = this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs;
+    this.setExpiry(record, this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs);
     record.version = ++this.versionClock;
-    this.siftDown(record.heapIndex);
     return { flow: record, agentTtlMs: this.timers.agentFixedTtlMs };
+  }
+
+  /** A new expiry, earlier or later (a replicated flow carries the backup slack: a renewal can lower it). */
+  private setExpiry(record: FlowRecord, expiresAt: number): void {
+    const before = record.expiresAt;
+    record.expiresAt = expiresAt;
+    if (expiresAt > before) this.siftDown(record.heapIndex);
+    else this.siftUp(record.heapIndex);
   }
 
   /**
@@ -396,9 +403,8 @@ export class AffinityStore {
     const record = this.find(key);
     if (!record) return null;
     record.state = 'active';
-    record.expiresAt = this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs;
+    this.setExpiry(record, this.now() + this.timers.agentFixedTtlMs + this.timers.expirySlackMs);
     record.version = ++this.versionClock;
-    this.siftDown(record.heapIndex);
     return { flow: record, agentTtlMs: this.timers.agentFixedTtlMs };
   }
 

@@ -22,6 +22,8 @@ export interface ControlSocketOptions {
   multicast?: MulticastOptions;
   /** Allow several processes to bind the same port (multicast listeners). */
   reuseAddr?: boolean;
+  /** Hop limit of multicast this socket sends (a sender that joins no group: a manager). */
+  multicastTtl?: number;
 }
 
 const endpointKey = (e: Endpoint): string => `${e.address}:${e.port}`;
@@ -101,6 +103,7 @@ export class ControlSocket {
       socket.setMulticastTTL(m.ttl ?? 1);
       if (opts.bind.address === '0.0.0.0' || opts.bind.address === m.group) socket.addMembership(m.group, m.interface);
     }
+    if (opts.multicastTtl !== undefined) socket.setMulticastTTL(opts.multicastTtl);
     socket.setRecvBufferSize(8 * 1024 * 1024);
     socket.setSendBufferSize(8 * 1024 * 1024);
     const addr = socket.address();

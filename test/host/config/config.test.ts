@@ -134,7 +134,7 @@ describe('errors name the file, the line and the key', () => {
     const text = [
       'agent:',
       '  multicast: { group: 10.1.1.1 }',
-      '  fixedTtl: soon',
+      '  holdQueue: { deadline: soon }',
       'managers:',
       '  - identity: a',
       '    clientDomain: 10.0.0.0',
@@ -153,7 +153,7 @@ describe('errors name the file, the line and the key', () => {
     const e = errorOf(() => parseConfig(text, 'lb.yaml'));
     const lines = e.message.split('\n');
     expect(lines).toContain('lb.yaml:2: agent.multicast.group: expected an IPv4 multicast group (224.0.0.0/4)');
-    expect(lines).toContain('lb.yaml:3: agent.fixedTtl: expected a duration (milliseconds, or "250ms", "10s", "1m"), got "soon"');
+    expect(lines).toContain('lb.yaml:3: agent.holdQueue.deadline: expected a duration (milliseconds, or "250ms", "10s", "1m"), got "soon"');
     expect(lines).toContain('lb.yaml:6: managers[0].clientDomain[0]: expected an IPv4 prefix (a.b.c.d/len), got "10.0.0.0"');
     expect(lines).toContain('lb.yaml:7: managers[0].timers.wildcardRefresh: must be shorter than wildcardTtl (2000 ms)');
     expect(lines).toContain('lb.yaml:11: vips[0].address: expected an IPv4 address (a.b.c.d), got "10.0.0.300"');

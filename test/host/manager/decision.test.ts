@@ -134,6 +134,11 @@ describe('weighted least connections', () => {
     for (let i = 0; i < 5; i++) lb.onFlowEnd(list[0]!); // drained to 0 while out
     lb.setBackends(list);
     expect(lb.status().map((s) => s.activeFlows)).toEqual([0, 0]);
+    // a flow committed on a backend never in the set (replicated from a primary that has it) counts when it joins
+    const extra = makeBackend('10.1.0.9', 8080);
+    lb.onFlowStart(extra);
+    lb.setBackends([...list, extra]);
+    expect(lb.status().map((s) => s.activeFlows)).toEqual([0, 0, 1]);
   });
 });
 
@@ -256,6 +261,7 @@ describe('VIP table', () => {
     expect(web.id).toBe('tcp/10.0.0.200:80');
     expect(web.balancer).not.toBe(dns.balancer);
     expect(table.forKey({ proto: PROTO_TCP, srcIp: 1, srcPort: 5353, dstIp: vip, dstPort: 53 })).toBeUndefined();
+    expect(table.forKey({ proto: 1, srcIp: 1, srcPort: 0, dstIp: vip, dstPort: 80 })).toBeUndefined(); // ICMP: no VIP
     expect(table.all()).toHaveLength(2);
     expect(() => new VipTable([{ proto: 6, ip: vip, port: 80, backends: [] }, { proto: 6, ip: vip, port: 80, backends: [] }], 'rr')).toThrow(/duplicate VIP/);
   });

@@ -35,3 +35,35 @@ describe('ServiceManager.fixedEntries', () => {
     });
   }
 });
+
+describe('ServiceManager on a removed VIP', () => {
+  it('takes no new connection on a closing flow\'s key past its sticky time (it would keep the VIP from draining)', () => {
+    let now = 1_000_000;
+    const config = defaultConfig();
+    const second = { ...config.vips[0]!, address: '10.0.0.101' };
+    const manager = new ServiceManager({
+      config: { ...config, vips: [config.vips[0]!, second] },
+      manager: { ...config.managers[0]!, balancer: 'rr' },
+      channel: { socket: { local: { address: '127.0.0.1', port: 47123 } }, onMessage: () => undefined, send: () => undefined, sendMany: () => undefined } as unknown as ServiceChannel,
+      now: () => now,
+    });
+    const packet = (flags: number): Uint8Array => {
+      const p = new Uint8Array(40);
+      p[0] = 0x45;
+      p[33] = flags;
+      return p;
+    };
+    const match = (flags: number, reason: number): void =>
+      manager.handleMessage(
+        { type: 'interest-match-wildcard', sender: 9, sequence: 1, identifier: { protocol: 6, srcAddr: 0x0a090001, srcPort: 1000, dstAddr: 0x0a000065, dstPort: 80, flags: 0, reason }, packet: packet(flags) },
+        { address: '127.0.0.1', port: 9 },
+      );
+    match(0x02, 0x8000); // SYN: a flow on .101
+    match(0x11, 0x01); //   FIN: closing
+    expect(manager.reloadVips([config.vips[0]!]).removed).toEqual(['10.0.0.101:80']);
+    now += 3000; // past the sticky time (2 s), before the manager forgets the flow
+    match(0x02, 0x8000); // a new connection from the same client port
+    expect(manager.stats.newFlows).toBe(1);
+    expect(manager.stats.vipRemoved).toBe(1);
+  });
+});

@@ -147,6 +147,8 @@ describe('agent ↔ manager over UDP', () => {
       }),
     );
     await manager.waitFor((e) => e.event === 'health' && e['healthy'] === false, 5000);
+    // and the operations event the docs name, at warn
+    await manager.waitFor((e) => e.event === 'health_change' && e['healthy'] === false && e['level'] === 'warn' && e['backend'] === `127.0.0.1:${downPort}`, 5000);
     for (let c = 0; c < 6; c++) {
       const [o] = await agent.forward(1, tcp(`10.9.4.${c + 1}`, 43000, VIP, 80, TCP_SYN));
       expect(dstOf(o!.packet)).toBe(`127.0.0.1:${upPort}`);

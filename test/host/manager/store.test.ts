@@ -339,6 +339,20 @@ describe('the new-flow path (store first, then balancer)', () => {
     expect(store.size).toBe(0);
   });
 
+  it('a renewal that lowers an expiry (a replicated flow carries the backup slack) keeps the timer heap in order', () => {
+    const { store, clock } = storeWithClock();
+    const base = { proto: 6, vipIp: 100, vipPort: 80, backend: B1, mode: 'nat' as const, owner: 'p', state: 'active' as const };
+    store.upsertReplicated({ ...base, clientIp: 1, clientPort: 1, version: 1 }, 14_000);
+    store.upsertReplicated({ ...base, clientIp: 2, clientPort: 2, version: 2 }, 14_000);
+    clock.advance(100);
+    const k2 = { proto: 6, srcIp: 2, srcPort: 2, dstIp: 100, dstPort: 80 };
+    store.renew(k2); // now + fixed TTL + slack: below now + 14,000 + backup slack
+    const due = store.lookup(k2)!.expiresAt;
+    expect(store.nextExpiry()).toBe(due);
+    clock.advance(due - clock.t);
+    expect(store.expire().map((f) => f.clientIp)).toEqual([2]);
+  });
+
   it('removeByBackend takes only that backend\'s flows', () => {
     const { store } = storeWithClock();
     for (let i = 0; i < 10; i++) store.insert({ key: clientKey(i), backend: i < 3 ? B1 : B2, mode: 'nat', owner: 'a' });
