@@ -1,6 +1,6 @@
 // wasmlb command line: one entry, subcommands. Each subcommand's work lives in its own module; this
 // file parses flags, loads the config and turns typed errors into one clear line and exit code 2.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { applyOverrides, ConfigError, defaultConfig, loadConfig, selectManager, type WasmlbConfig } from './config/index.ts';
 import { LOG_LEVELS, type LogLevel } from './ops/log.ts';
 import type { Endpoint } from './transport/udp.ts';
@@ -56,7 +56,9 @@ const program = new Command();
 program
   .name('wasmlb')
   .description('L4 load balancer: a WebAssembly forwarding agent and fault-tolerant service managers')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // a bad flag exits 2 like a bad config (commander's own exit would be 1); subcommands inherit this
+  .exitOverride();
 
 withCommonFlags(
   program
@@ -236,6 +238,8 @@ program
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
+  // commander printed its message already; help and --version are not errors
+  if (e instanceof CommanderError) process.exit(e.exitCode === 0 ? 0 : 2);
   if (e instanceof ConfigError || e instanceof InvalidArgumentError || (e instanceof Error && 'code' in e && typeof (e as { code: unknown }).code === 'string')) {
     process.stderr.write(`wasmlb: ${e.message}\n`);
     process.exit(2);
