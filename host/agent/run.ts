@@ -134,7 +134,7 @@ export interface QueueSnapshot {
   agent: AgentStats;
   tun: TunStats;
   pump: { batches: number; packets: number };
-  channel: { sent: number; received: number; refused: number; refusedByCode: Record<string, number> };
+  channel: { sent: number; received: number; sentByType: Record<string, number>; receivedByType: Record<string, number>; refused: number; refusedByCode: Record<string, number> };
   security: { unauthenticated: number; forged: number; wrongKey: number; replayed: number } | null;
   vips: string[];
 }
@@ -264,7 +264,12 @@ export class QueueAgent {
       agent: { ...this.agent.stats },
       tun: { ...this.opts.queue.stats },
       pump: { ...(this.pump?.stats ?? { batches: 0, packets: 0 }) },
-      channel: { ...this.channel.stats, refusedByCode: { ...this.channel.stats.refusedByCode } },
+      channel: {
+        ...this.channel.stats,
+        sentByType: { ...this.channel.stats.sentByType },
+        receivedByType: { ...this.channel.stats.receivedByType },
+        refusedByCode: { ...this.channel.stats.refusedByCode },
+      },
       security: this.verifier ? { ...this.verifier.counters } : null,
       vips: this.vips.prefixes(Math.floor(performance.now())),
     };
@@ -560,11 +565,18 @@ export async function runAgent(opts: AgentRunOptions): Promise<RunningAgent> {
     agentMetrics(registry, snap);
     controlMetrics(registry, () => {
       const all = snapshot();
-      const sent = all.reduce((a, s) => a + s.channel.sent, 0);
-      const received = all.reduce((a, s) => a + s.channel.received, 0);
+      const sent: Record<string, number> = {};
+      const received: Record<string, number> = {};
+      const add = (into: Record<string, number>, from: Record<string, number>): void => {
+        for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+      };
       const rejected: Record<string, number> = {};
-      for (const s of all) controlRejections(s.channel.refusedByCode, s.security !== null, rejected);
-      return { sent: { all: sent }, received: { all: received }, rejected };
+      for (const s of all) {
+        add(sent, s.channel.sentByType);
+        add(received, s.channel.receivedByType);
+        controlRejections(s.channel.refusedByCode, s.security !== null, rejected);
+      }
+      return { sent, received, rejected };
     });
     status = await startStatusServer({
       port,

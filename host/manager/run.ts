@@ -235,8 +235,8 @@ export async function runManager(opts: ManagerRunOptions): Promise<ServiceManage
     const snap = (): ManagerSnapshot => managerSnapshot(node);
     metrics = managerMetrics(registry, snap);
     controlMetrics(registry, () => ({
-      sent: { all: channel.stats.sent },
-      received: { all: channel.stats.received },
+      sent: { ...channel.stats.sentByType },
+      received: { ...channel.stats.receivedByType },
       rejected: controlRejections(channel.stats.refusedByCode, node.security !== null),
     }));
     status = await startStatusServer({

@@ -47,7 +47,16 @@ export class ServiceChannel {
   private handler: MessageHandler = () => undefined;
   private refusalHandler: RefusalHandler = () => undefined;
   private handlerErrorHandler: HandlerErrorHandler = () => undefined;
-  readonly stats = { sent: 0, received: 0, refused: 0, refusedByCode: {} as Record<string, number>, handlerErrors: 0 };
+  readonly stats = {
+    sent: 0,
+    received: 0,
+    /** Messages by type (`wasmlb_control_messages_{sent,received}_total{type}`). */
+    sentByType: {} as Record<string, number>,
+    receivedByType: {} as Record<string, number>,
+    refused: 0,
+    refusedByCode: {} as Record<string, number>,
+    handlerErrors: 0,
+  };
 
   constructor(opts: ChannelOptions) {
     this.socket = opts.socket;
@@ -82,6 +91,7 @@ export class ServiceChannel {
     const socket = this.socket;
     const sequence = ++this.sequence;
     this.stats.sent++;
+    this.stats.sentByType[msg.type] = (this.stats.sentByType[msg.type] ?? 0) + 1;
     // Start the next datagram early rather than fail an encode at the boundary (an error costs a
     // stack trace): nearly every message is smaller than this.
     let p = socket.pendingFor(to, TYPICAL_MESSAGE_ROOM);
@@ -117,6 +127,7 @@ export class ServiceChannel {
   encode(msg: Outgoing): Buffer {
     const sequence = ++this.sequence;
     this.stats.sent++;
+    this.stats.sentByType[msg.type] = (this.stats.sentByType[msg.type] ?? 0) + 1;
     return encodeNumbered(msg, this.sender, sequence, this.encodeOptions);
   }
 
@@ -144,6 +155,7 @@ export class ServiceChannel {
         continue;
       }
       this.stats.received++;
+      this.stats.receivedByType[msg.type] = (this.stats.receivedByType[msg.type] ?? 0) + 1;
       try {
         this.handler(msg, from);
       } catch (e) {

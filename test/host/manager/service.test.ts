@@ -276,6 +276,11 @@ describe('malformed control traffic', () => {
     await agent.until(() => agent.agent.stats.wildcardsInstalled > 0, 'wildcards from the manager');
     const [o] = await agent.forward(1, tcp('10.9.10.1', 48000, VIP, 80, TCP_SYN));
     expect(dstOf(o!.packet)).toMatch(/^10\.0\.1\.[123]:8080$/);
+    // and the messages it did take and send, counted by type
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/^wasmlb_control_messages_received_total\{type="interest-match-wildcard"\} [1-9]/m);
+    expect(text).toMatch(/^wasmlb_control_messages_sent_total\{type="affinity-update-fixed"\} [1-9]/m);
+    expect(text).toMatch(/^wasmlb_control_messages_sent_total\{type="affinity-update-wildcard"\} [1-9]/m);
   });
 });
 
