@@ -413,14 +413,14 @@ export class RoleController {
   }
 }
 
+/** How far ahead of the wall clock a peer's epoch may be (2^24 takeovers: 194 days of one a second). */
+const EPOCH_AHEAD_MAX = 1 << 24;
+
 /**
  * Epochs must grow across restarts too: an agent ignores a takeover notice with a lower epoch than one
  * it applied before, so a manager pair restarted from epoch 1 would otherwise never be able to cancel a
  * dead peer on an agent that outlived them. Seconds since 2020 (fits u32 until 2156) as a floor.
  */
-/** How far ahead of the wall clock a peer's epoch may be (2^24 takeovers: 194 days of one a second). */
-const EPOCH_AHEAD_MAX = 1 << 24;
-
 function wallClockEpoch(): number {
   return Math.max(0, Math.floor(Date.now() / 1000) - 1_577_836_800);
 }
