@@ -258,6 +258,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   const moved = new Set<number>();
   let takeoverAt: number | null = null;
   let retryNow = false;
+  /** Lets the packets a flow kept for its answer go (set up with the replay loop below). */
+  let release: (k: number) => void = () => undefined;
   const agent: ReplayAgent = new ReplayAgent({
     firmware: fw,
     // the replay keeps and retries what a manager did not answer itself (pending / takePending), and
@@ -281,6 +283,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       const before = backendOf.get(k);
       if (before && (before.ip !== b.ip || before.port !== b.port)) moved.add(k);
       backendOf.set(k, b);
+      release(k); // the flow's later packets may go now
     },
     onEvent: (event) => {
       if (event !== 'takeover') return;
@@ -353,10 +356,26 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     // With a backup, unanswered packets are run again (now, if the wildcards just changed owner, else
     // after the answer timeout) a few times before they count as lost.
     const maxRetries = backupCfg ? 5 : 0;
-    const waitAnswers = async (): Promise<void> => {
+    // Per-flow deferral: a flow whose first packet went to a manager keeps its later packets (either
+    // direction: the return ones need its backend) until the answer; other flows go on. The replay so runs
+    // at the managers' throughput, not at one round trip a flow. At most WINDOW flows wait at a time.
+    const WINDOW = 256;
+    const awaiting = new Map<number, string>(); // client addr:port → flow id, first packet unanswered
+    const fresh: number[] = []; //                 awaiting flows whose first packet is in the current batch
+    const deferred = new Map<number, Uint8Array[]>(); // their later packets, in capture order (copies)
+    let released: Uint8Array[] = []; //            let go by an answer, to run before newer packets
+    release = (k: number): void => {
+      if (!awaiting.delete(k)) return;
+      const later = deferred.get(k);
+      if (later) {
+        deferred.delete(k);
+        released.push(...later);
+      }
+    };
+    const waitAnswers = async (done: () => boolean = () => false): Promise<void> => {
       let deadline = performance.now() + answerTimeout;
       let retries = 0;
-      while (outstanding() > 0) {
+      while (outstanding() > 0 && !done()) {
         const late = performance.now() > deadline;
         if (retryNow || (late && retries < maxRetries)) {
           retryNow = false;
@@ -369,6 +388,10 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
         }
         if (late) {
           givenUp += agent.takePending().length;
+          // the flows that waited on those answers lose their later packets too
+          for (const later of deferred.values()) givenUp += later.length;
+          deferred.clear();
+          awaiting.clear();
           return;
         }
         await tick();
@@ -385,10 +408,56 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     let oversize = 0;
     const flush = async (): Promise<void> => {
       if (n === 0) return;
-      const before = agent.stats.packetsToManager;
       agent.processBatch(n);
       n = 0;
-      if (agent.stats.packetsToManager !== before) await waitAnswers();
+      // a first packet that met no manager (no wildcard: forwarded as it is) keeps nothing waiting
+      for (const k of fresh) {
+        const id = awaiting.get(k);
+        if (id !== undefined && !agent.pending.has(id)) release(k);
+      }
+      fresh.length = 0;
+      if (awaiting.size >= WINDOW) await waitAnswers(() => awaiting.size < WINDOW / 2);
+    };
+    /** Writes one packet into the batch, or keeps it for its flow's answer (see WINDOW). */
+    const feed = async (p: Uint8Array): Promise<void> => {
+      const ihl = (p[0]! & 15) * 4;
+      const vipBound = p.length >= 24 && p[9] === vipProto;
+      if (vipBound && readU32(p, 12) === vipIp && readU16(p, ihl) === vip.port) {
+        // Return direction: the backend of this flow sends it.
+        const k = readU32(p, 16) * 65536 + readU16(p, ihl + 2);
+        const b = backendOf.get(k);
+        if (!b && awaiting.has(k)) return defer(k, p);
+        if (b) {
+          pendingReturns.set(returnKey(p), Buffer.from(p));
+          p = rewriteSource(p, b.ip, b.port);
+        } else returnUnmapped++;
+      } else if (vipBound && readU32(p, 16) === vipIp && readU16(p, ihl + 2) === vip.port) {
+        // Client → VIP: the first packet of a flow not placed yet goes; the next ones wait for it.
+        const k = readU32(p, 12) * 65536 + readU16(p, ihl);
+        if (!backendOf.has(k)) {
+          if (awaiting.has(k)) return defer(k, p);
+          const key = packetKey(p);
+          if (key) {
+            awaiting.set(k, flowId(key));
+            fresh.push(k);
+          }
+        }
+      }
+      fw.writePacket(n++, p);
+      if (n === batchMax) await flush();
+    };
+    const defer = (k: number, p: Uint8Array): void => {
+      const list = deferred.get(k);
+      if (list) list.push(Buffer.from(p));
+      else deferred.set(k, [Buffer.from(p)]);
+    };
+    /** Runs the packets answers released, before any newer one. */
+    const drain = async (): Promise<void> => {
+      while (released.length > 0) {
+        const now = released;
+        released = [];
+        for (const p of now) await feed(p);
+      }
     };
 
     const started = performance.now();
@@ -430,24 +499,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
                 await sleep(wait);
               }
             }
-            if (p.length >= 24 && p[9] === vipProto && readU32(p, 12) === vipIp && readU16(p, (p[0]! & 15) * 4) === vip.port) {
-              // Return direction: the backend of this flow sends it.
-              returnPackets++;
-              const ihl = (p[0]! & 15) * 4;
-              const k = readU32(p, 16) * 65536 + readU16(p, ihl + 2);
-              let b = backendOf.get(k);
-              if (!b && outstanding() + n > 0) {
-                await flush();
-                await waitAnswers();
-                b = backendOf.get(k);
-              }
-              if (b) {
-                pendingReturns.set(returnKey(p), Buffer.from(p));
-                p = rewriteSource(p, b.ip, b.port);
-              } else returnUnmapped++;
-            }
-            fw.writePacket(n++, p);
-            if (n === batchMax) await flush();
+            if (p.length >= 24 && p[9] === vipProto && readU32(p, 12) === vipIp && readU16(p, (p[0]! & 15) * 4) === vip.port) returnPackets++;
+            await drain();
+            await feed(p);
           }
           // Before the reader's next await: a manager's answer handled then runs its packet through the
           // batch slots from 0, over a batch still being filled.
@@ -459,8 +513,16 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       }
       loopOffset += lastTs - (firstTs < 0 ? 0 : firstTs);
     }
-    await flush();
+    for (;;) {
+      await drain();
+      await flush();
+      if (released.length === 0 && (awaiting.size === 0 || outstanding() === 0)) break;
+      await waitAnswers(() => released.length > 0);
+    }
     await waitAnswers();
+    // flows still waiting with nothing outstanding at a manager: their first packet was answered without
+    // a fixed affinity for them (refused): their later packets are lost with them
+    for (const later of deferred.values()) givenUp += later.length;
     const elapsedSec = (performance.now() - started) / 1000;
     if (backup) {
       // Let the last replication batches land before the backup reports what it holds.
