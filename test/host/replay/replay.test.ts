@@ -35,9 +35,17 @@ describe('wasmlb replay', () => {
     expect(packets.length).toBe(s['packetsOut']);
     let toBackend = 0;
     let toClient = 0;
+    // each direction of each flow leaves in capture order (the capture's IP ids grow along it), though
+    // flows wait for their manager's answer apart
+    const lastId = new Map<string, number>();
+    let outOfOrder = 0;
     for (const p of packets) {
       const b = p.data.subarray(p.ipOffset);
       if (b[9] !== 6) continue;
+      const dir = `${srcOf(b)}>${dstOf(b)}`;
+      const id = b.readUInt16BE(4);
+      if ((lastId.get(dir) ?? -1) >= id) outOfOrder++;
+      lastId.set(dir, id);
       // Every TCP packet leaves with checksums that verify from scratch.
       expect(checksumsValid(b)).toEqual({ ip: true, l4: true });
       if (/^10\.0\.1\.[1-4]:8080$/.test(dstOf(b))) toBackend++;
@@ -47,6 +55,7 @@ describe('wasmlb replay', () => {
     }
     expect(toBackend).toBeGreaterThan(10_000);
     expect(toClient).toBe(8000);
+    expect(outOfOrder).toBe(0);
   });
 
   it('refuses bad input with one clear line and exit status 2', async () => {
