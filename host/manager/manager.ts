@@ -457,7 +457,8 @@ export class ServiceManager {
     const clientKeyOf = (vip: Vip): FlowKey => ({ proto: key.proto, srcIp: key.dstIp, srcPort: key.dstPort, dstIp: vip.ip, dstPort: vip.port });
     let candidates: { vip: Vip; backend: Backend }[] = [];
     for (const vip of this.vips) {
-      const backend = vip.proto === key.proto ? vip.backends.find((b) => b.ip === key.srcIp && b.port === key.srcPort) : undefined;
+      // a removed VIP takes no new flow, not even this way (it would keep it from draining)
+      const backend = vip.proto === key.proto && !vip.removed ? vip.backends.find((b) => b.ip === key.srcIp && b.port === key.srcPort) : undefined;
       if (backend) candidates.push({ vip, backend });
     }
     // Maglev picks are pure functions of the key: they tell which VIP's flow this is (rr / wlc can't)

@@ -106,11 +106,22 @@ class ReplayAgent extends ForwardingAgent {
     this.pendingCount -= list.length;
   }
 
-  /** Takes every unanswered packet (to run again, or to count as lost). */
-  takePending(): Uint8Array[] {
-    const out = [...this.pending.values()].flat();
-    this.pending.clear();
-    this.pendingCount = 0;
+  /** Takes every unanswered packet, or those of the flows `only` names (to run again, or to count as lost). */
+  takePending(only?: ReadonlySet<string>): Uint8Array[] {
+    if (only === undefined) {
+      const out = [...this.pending.values()].flat();
+      this.pending.clear();
+      this.pendingCount = 0;
+      return out;
+    }
+    const out: Uint8Array[] = [];
+    for (const id of only) {
+      const list = this.pending.get(id);
+      if (!list) continue;
+      this.pending.delete(id);
+      this.pendingCount -= list.length;
+      out.push(...list);
+    }
     return out;
   }
 }
@@ -257,7 +268,8 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
   const backendOf = new Map<number, { ip: number; port: number }>();
   const moved = new Set<number>();
   let takeoverAt: number | null = null;
-  let retryNow = false;
+  /** At a takeover notice, the flows whose packets then waited on the replaced manager: asked again at once. */
+  let retryFlows: Set<string> | null = null;
   /** Lets the packets a flow kept for its answer go (set up with the replay loop below). */
   let release: (k: number) => void = () => undefined;
   const agent: ReplayAgent = new ReplayAgent({
@@ -288,8 +300,9 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     onEvent: (event) => {
       if (event !== 'takeover') return;
       takeoverAt ??= performance.now();
-      // The wildcards changed owner: what the dead primary never answered can be asked again now.
-      retryNow = true;
+      // The wildcards changed owner: what the dead primary never answered can be asked again now — only
+      // that (packets sent after the notice went to the new primary, whose answers are on their way).
+      retryFlows = new Set([...(retryFlows ?? []), ...agent.pending.keys()]);
     },
   });
 
@@ -372,13 +385,25 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
         released.push(...later);
       }
     };
+    /** Runs again what waited on a replaced manager at its takeover notice; true when it did. */
+    const retryAfterTakeover = (): boolean => {
+      if (retryFlows === null) return false;
+      const again = agent.takePending(retryFlows);
+      retryFlows = null;
+      retried += again.length;
+      if (again.length > 0) agent.runPackets(again, 0);
+      return true;
+    };
     const waitAnswers = async (done: () => boolean = () => false): Promise<void> => {
       let deadline = performance.now() + answerTimeout;
       let retries = 0;
       while (outstanding() > 0 && !done()) {
+        if (retryAfterTakeover()) {
+          deadline = performance.now() + answerTimeout;
+          continue;
+        }
         const late = performance.now() > deadline;
-        if (retryNow || (late && retries < maxRetries)) {
-          retryNow = false;
+        if (late && retries < maxRetries) {
           retries++;
           const again = agent.takePending();
           retried += again.length;
@@ -407,15 +432,17 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
     let returnUnmapped = 0;
     let oversize = 0;
     const flush = async (): Promise<void> => {
-      if (n === 0) return;
-      agent.processBatch(n);
-      n = 0;
-      // a first packet that met no manager (no wildcard: forwarded as it is) keeps nothing waiting
-      for (const k of fresh) {
-        const id = awaiting.get(k);
-        if (id !== undefined && !agent.pending.has(id)) release(k);
+      if (n > 0) {
+        agent.processBatch(n);
+        n = 0;
+        // a first packet that met no manager (no wildcard: forwarded as it is) keeps nothing waiting
+        for (const k of fresh) {
+          const id = awaiting.get(k);
+          if (id !== undefined && !agent.pending.has(id)) release(k);
+        }
+        fresh.length = 0;
       }
-      fresh.length = 0;
+      retryAfterTakeover(); // with the batch slots free again
       if (awaiting.size >= WINDOW) await waitAnswers(() => awaiting.size < WINDOW / 2);
     };
     /** Writes one packet into the batch, or keeps it for its flow's answer (see WINDOW). */

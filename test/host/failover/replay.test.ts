@@ -28,6 +28,18 @@ describe('replay with a backup', () => {
     expect(s.resyncs).toBe(1);
   });
 
+  it('paced, with the kill while flows wait: what waited on the dead primary is asked again at once, nothing leaves twice', async () => {
+    const s = await replayJson(['--kill-primary-at', '0.3', '--pps', '8000']);
+    expect(s.flows).toBe(2000);
+    expect(s.flowsMoved).toBe(0);
+    expect(s.packetsLost).toBe(0);
+    expect(s.packetsRetried).toBeGreaterThan(0);
+    // every packet once: 20,430 in, 15 not IPv4 (a retry of a packet the new primary was answering
+    // already would make one leave twice)
+    expect(s.packetsOut).toBe(20415);
+    expect(s.returnMismatches).toBe(0);
+  });
+
   it('without a kill, the backup mirrors every flow and no takeover happens', async () => {
     const s = await replayJson(['--backup']);
     expect(s.flows).toBe(2000);

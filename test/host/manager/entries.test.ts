@@ -3,7 +3,7 @@
 // to the same bytes.
 import { describe, expect, it } from 'vitest';
 import { defaultConfig } from '../../../host/config/index.ts';
-import { makeBackend } from '../../../host/manager/decision.ts';
+import { ipv4ToInt, makeBackend } from '../../../host/manager/decision.ts';
 import { ServiceManager } from '../../../host/manager/manager.ts';
 import { AffinityStore } from '../../../host/manager/store.ts';
 import { encodeMessage } from '../../../host/protocol/index.ts';
@@ -40,7 +40,7 @@ describe('ServiceManager on a removed VIP', () => {
   it('takes no new connection on a closing flow\'s key past its sticky time (it would keep the VIP from draining)', () => {
     let now = 1_000_000;
     const config = defaultConfig();
-    const second = { ...config.vips[0]!, address: '10.0.0.101' };
+    const second = { ...config.vips[0]!, address: '10.0.0.101', backends: [{ ...config.vips[0]!.backends[0]!, address: '10.0.2.1' }] };
     const manager = new ServiceManager({
       config: { ...config, vips: [config.vips[0]!, second] },
       manager: { ...config.managers[0]!, balancer: 'rr' },
@@ -65,5 +65,12 @@ describe('ServiceManager on a removed VIP', () => {
     match(0x02, 0x8000); // a new connection from the same client port
     expect(manager.stats.newFlows).toBe(1);
     expect(manager.stats.vipRemoved).toBe(1);
+    // nor is a flow taken on from its backend's packet to a client nobody knows
+    const backend = second.backends[0]!;
+    manager.handleMessage(
+      { type: 'interest-match-wildcard', sender: 9, sequence: 2, identifier: { protocol: 6, srcAddr: ipv4ToInt(backend.address), srcPort: backend.port, dstAddr: 0x0a090002, dstPort: 2000, flags: 0, reason: 0x8000 }, packet: packet(0x18) },
+      { address: '127.0.0.1', port: 9 },
+    );
+    expect(manager.stats.adopted).toBe(0);
   });
 });
