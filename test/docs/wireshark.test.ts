@@ -338,7 +338,8 @@ describe('docs/wireshark/wasmlb.lua', () => {
     cap.stdout.on('data', (d: Buffer) => (capOut += d.toString()));
     cap.stderr.on('data', (d: Buffer) => (capErr += d.toString()));
     try {
-      const deadline = Date.now() + 15_000;
+      // tshark's first start on a loaded machine (Lua dissector loading) has taken over 15 s
+      const deadline = Date.now() + 40_000;
       while (!capOut.includes('Len=5')) {
         if (cap.exitCode !== null || Date.now() > deadline) throw new Error(`capture on lo did not start: ${capErr}`);
         tx.sendNow(Buffer.from('probe'), rx.local);
