@@ -208,8 +208,12 @@ export class ServiceManager {
       void v.health?.stop();
       this.onEvent('vip-removed', { vip: `${v.config.address}:${v.port}` });
     }
-    // the return wildcards of a backend that another VIP still has stay
-    const kept = ttl0.filter((w) => !this.vips.some((v) => this.returnWildcardOf(v, w)));
+    this.withdrawWildcards(ttl0);
+  }
+
+  /** Sends these TTL-0 wildcards, but for the return wildcards of a backend another VIP still has. */
+  private withdrawWildcards(entries: WildcardEntry[]): void {
+    const kept = entries.filter((w) => !this.vips.some((v) => this.returnWildcardOf(v, w)));
     this.sendWildcardEntries(kept, [...this.wildcardTargets, ...this.agents.values()]);
   }
 
@@ -266,8 +270,8 @@ export class ServiceManager {
    * over the new set at once, flows already placed keep their backend (a removed backend drains: its
    * fixed affinities live on until the flows end), health checks follow the set, and the agents get the
    * return-direction wildcards of added backends (those of removed ones withdrawn). A VIP added is
-   * served at once (health checks, wildcards); a VIP removed, and every other setting, need a restart:
-   * they are listed, not applied.
+   * served at once (health checks, wildcards); a VIP removed drains: no new flow, and it goes when its
+   * last flow has ended (finishRemovedVips). Other settings need a restart (run.ts lists them).
    */
   reloadVips(vips: readonly VipConfig[]): ReloadResult {
     const idOf = (proto: string, address: string, port: number): string => `${proto}/${address}:${port}`;
@@ -310,9 +314,7 @@ export class ServiceManager {
     }
     if (result.changed.length > 0) {
       this.sendWildcards(this.cfg.timers.wildcardTtl);
-      // the return wildcards of a backend that another VIP still has stay
-      const kept = withdrawn.filter((w) => !this.vips.some((v) => this.returnWildcardOf(v, w)));
-      this.sendWildcardEntries(kept, [...this.wildcardTargets, ...this.agents.values()]);
+      this.withdrawWildcards(withdrawn);
     }
     if (result.removed.length > 0) this.nextDrainCheck = 0;
     return result;
