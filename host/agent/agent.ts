@@ -398,16 +398,8 @@ export class ForwardingAgent {
    * manager heard that queue's answer, and a deny would make it drop a flow that queue installed.
    */
   applySharedFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
-    this.quietDenies = true;
-    try {
-      this.applyFixed({ ...msg, packet: undefined }, from);
-    } finally {
-      this.quietDenies = false;
-    }
+    this.applyFixed({ ...msg, packet: undefined }, from, true);
   }
-
-  /** While set, refusals are counted (`sharedRefused`) instead of answered with a deny. */
-  private quietDenies = false;
 
   handleMessage(msg: ServiceMessage, from: Endpoint): void {
     switch (msg.type) {
@@ -469,10 +461,17 @@ export class ForwardingAgent {
     return removed;
   }
 
+  /**
+   * The owner index of an update's sender. Owner and interest target indices are never freed: only an
+   * update that installs something takes a new one (one that only deletes, or is empty, must not use up
+   * the tables); undefined when the sender has none (then nothing of it is here to delete).
+   */
+  private updateOwner(sender: number, entries: readonly { affinity: { ttlMs: number } }[]): number | undefined {
+    return entries.some((e) => e.affinity.ttlMs > 0) ? this.ownerOf(sender) : this.owners.find(sender);
+  }
+
   private applyWildcards(msg: MessageOf<'affinity-update-wildcard'>, from: Endpoint): void {
-    // Owner and interest target indices are never freed: only an install takes new ones (an update that
-    // only deletes, or is empty, must not use up the tables).
-    const owner = msg.wildcards.some((e) => e.affinity.ttlMs > 0) ? this.ownerOf(msg.sender) : this.owners.find(msg.sender);
+    const owner = this.updateOwner(msg.sender, msg.wildcards);
     this.keepInterestData(owner, msg.managerInterestData);
     const denied: DeniedSegment[] = [];
     const refused: WireWildcard[] = [];
@@ -502,9 +501,9 @@ export class ForwardingAgent {
     if (denied.length > 0) this.deny(msg, from, denied, refused, []);
   }
 
-  private applyFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint): void {
-    // as for wildcards: only an install takes new owner and interest target indices
-    const owner = msg.fixed.some((e) => e.affinity.ttlMs > 0) ? this.ownerOf(msg.sender) : this.owners.find(msg.sender);
+  /** `shared`: the update came from another queue (applySharedFixed): refusals are counted, not denied. */
+  private applyFixed(msg: MessageOf<'affinity-update-fixed'>, from: Endpoint, shared = false): void {
+    const owner = this.updateOwner(msg.sender, msg.fixed);
     this.keepInterestData(owner, msg.managerInterestData);
     let denied: DeniedSegment[] | null = null;
     let refused: WireFixed[] | null = null;
@@ -539,7 +538,8 @@ export class ForwardingAgent {
         for (const p of this.hold.release(flow)) (released ??= []).push(p.bytes);
       }
     }
-    if (denied !== null) this.deny(msg, from, denied, [], refused ?? []);
+    if (denied !== null && shared) this.stats.sharedRefused += denied.length;
+    else if (denied !== null) this.deny(msg, from, denied, [], refused ?? []);
     if (msg.packet) {
       this.stats.packetsReturned++;
       this.runPackets(released === null ? [msg.packet] : [msg.packet, ...released], owner ?? 0);
@@ -558,10 +558,6 @@ export class ForwardingAgent {
     wildcards: WireWildcard[],
     fixed: WireFixed[],
   ): void {
-    if (this.quietDenies) {
-      this.stats.sharedRefused += denied.length;
-      return;
-    }
     this.stats.updatesDenied++;
     this.onEvent('deny', { manager: endpointKey(from), type: msg.type, segments: denied.length });
     // denied[i] goes with the i-th echoed affinity; a large update's deny is sent in parts that each fit
