@@ -385,13 +385,17 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
         released.push(...later);
       }
     };
+    /** Runs the unanswered packets (of the flows `only` names) through the agent again. */
+    const runAgain = (only?: ReadonlySet<string>): void => {
+      const again = agent.takePending(only);
+      retried += again.length;
+      if (again.length > 0) agent.runPackets(again, 0);
+    };
     /** Runs again what waited on a replaced manager at its takeover notice; true when it did. */
     const retryAfterTakeover = (): boolean => {
       if (retryFlows === null) return false;
-      const again = agent.takePending(retryFlows);
+      runAgain(retryFlows);
       retryFlows = null;
-      retried += again.length;
-      if (again.length > 0) agent.runPackets(again, 0);
       return true;
     };
     const waitAnswers = async (done: () => boolean = () => false): Promise<void> => {
@@ -405,9 +409,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
         const late = performance.now() > deadline;
         if (late && retries < maxRetries) {
           retries++;
-          const again = agent.takePending();
-          retried += again.length;
-          agent.runPackets(again, 0);
+          runAgain();
           deadline = performance.now() + answerTimeout;
           continue;
         }
@@ -445,11 +447,12 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
       retryAfterTakeover(); // with the batch slots free again
       if (awaiting.size >= WINDOW) await waitAnswers(() => awaiting.size < WINDOW / 2);
     };
+    /** A packet of the capture's return direction: from the VIP (its backend sends it here). */
+    const fromVip = (p: Uint8Array): boolean => p.length >= 24 && p[9] === vipProto && readU32(p, 12) === vipIp && readU16(p, (p[0]! & 15) * 4) === vip.port;
     /** Writes one packet into the batch, or keeps it for its flow's answer (see WINDOW). */
     const feed = async (p: Uint8Array): Promise<void> => {
       const ihl = (p[0]! & 15) * 4;
-      const vipBound = p.length >= 24 && p[9] === vipProto;
-      if (vipBound && readU32(p, 12) === vipIp && readU16(p, ihl) === vip.port) {
+      if (fromVip(p)) {
         // Return direction: the backend of this flow sends it.
         const k = readU32(p, 16) * 65536 + readU16(p, ihl + 2);
         const b = backendOf.get(k);
@@ -458,7 +461,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
           pendingReturns.set(returnKey(p), Buffer.from(p));
           p = rewriteSource(p, b.ip, b.port);
         } else returnUnmapped++;
-      } else if (vipBound && readU32(p, 16) === vipIp && readU16(p, ihl + 2) === vip.port) {
+      } else if (p.length >= 24 && p[9] === vipProto && readU32(p, 16) === vipIp && readU16(p, ihl + 2) === vip.port) {
         // Client → VIP: the first packet of a flow not placed yet goes; the next ones wait for it.
         const k = readU32(p, 12) * 65536 + readU16(p, ihl);
         if (!backendOf.has(k)) {
@@ -510,7 +513,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
               continue;
             }
             const start = batch.offset[i]! + ipOff;
-            let p: Uint8Array = batch.data.subarray(start, batch.offset[i]! + batch.capLen[i]!);
+            const p = batch.data.subarray(start, batch.offset[i]! + batch.capLen[i]!);
             if (p.length > slotBytes) {
               oversize++;
               continue;
@@ -526,7 +529,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplaySummary> {
                 await sleep(wait);
               }
             }
-            if (p.length >= 24 && p[9] === vipProto && readU32(p, 12) === vipIp && readU16(p, (p[0]! & 15) * 4) === vip.port) returnPackets++;
+            if (fromVip(p)) returnPackets++;
             await drain();
             await feed(p);
           }
