@@ -274,13 +274,12 @@ export class ServiceManager {
    * last flow has ended (finishRemovedVips). Other settings need a restart (run.ts lists them).
    */
   reloadVips(vips: readonly VipConfig[]): ReloadResult {
-    const idOf = (proto: string, address: string, port: number): string => `${proto}/${address}:${port}`;
-    const fresh = new Map(vips.map((v) => [idOf(v.protocol, v.address, v.port), v]));
+    const fresh = new Map(vips.map((v) => [vipConfigId(v), v]));
     const result: ReloadResult = { changed: [], removed: [] };
     const withdrawn: WildcardEntry[] = [];
     for (const v of this.vips) {
       const name = `${v.config.address}:${v.port}`;
-      const id = idOf(v.config.protocol, v.config.address, v.port);
+      const id = vipConfigId(v.config);
       const next = fresh.get(id);
       fresh.delete(id);
       if (!next) {
@@ -588,6 +587,11 @@ export function parsePrefix(prefix: string): [number, number] {
   const len = Number(lenText ?? 32);
   const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
   return [(ipToU32(addr!) & mask) >>> 0, mask];
+}
+
+/** A VIP's identity in a configuration: protocol, address and port (what a reload matches on). */
+export function vipConfigId(v: Pick<VipConfig, 'protocol' | 'address' | 'port'>): string {
+  return `${v.protocol}/${v.address}:${v.port}`;
 }
 
 /** Whether the packet can open a connection: a TCP SYN, any other protocol, or no packet to tell. */

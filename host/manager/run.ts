@@ -8,7 +8,7 @@ import { ConfigError, securityKeysOf, type ManagerConfig, type WasmlbConfig } fr
 import { controlEvents, createLogger, type LogLevel } from '../ops/log.ts';
 import { ServiceChannel } from '../transport/channel.ts';
 import { ControlSocket, type Endpoint } from '../transport/udp.ts';
-import { managerId, ServiceManager } from './manager.ts';
+import { managerId, ServiceManager, vipConfigId } from './manager.ts';
 import { faultDropRateFromEnv, ReplicationReceiver, ReplicationSender, storeDigest } from './replication.ts';
 import { RoleController } from './role.ts';
 
@@ -44,12 +44,12 @@ export function settingsNeedingRestart(running: WasmlbConfig, next: WasmlbConfig
   const out = [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => !same(was[k], now[k])).map((k) => `managers[${identity}].${k}`);
   for (const k of ['security', 'agent'] as const) if (!same(running[k], next[k])) out.push(k);
   // a VIP's settings other than its backends (health check, unhealthyFlows, …)
-  const idOf = (v: WasmlbConfig['vips'][number]): string => `${v.protocol}/${v.address}:${v.port}`;
-  const before = new Map(running.vips.map((v) => [idOf(v), v as Record<string, unknown>]));
-  for (const v of next.vips as Record<string, unknown>[]) {
-    const old = before.get(idOf(v as WasmlbConfig['vips'][number]));
+  const before = new Map(running.vips.map((v) => [vipConfigId(v), v as Record<string, unknown>]));
+  for (const v of next.vips) {
+    const old = before.get(vipConfigId(v));
     if (!old) continue;
-    for (const k of Object.keys(v)) if (k !== 'backends' && !same(old[k], v[k])) out.push(`vips[${String(v['address'])}:${String(v['port'])}].${k}`);
+    const cur = v as Record<string, unknown>;
+    for (const k of Object.keys(cur)) if (k !== 'backends' && !same(old[k], cur[k])) out.push(`vips[${v.address}:${v.port}].${k}`);
   }
   return out;
 }
